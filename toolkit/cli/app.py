@@ -1,0 +1,57 @@
+"""The `mertk` command line: parses arguments and calls pipelines, nothing more.
+
+Each subcommand lives in its own module under mertk.cli and exposes `register(app)`.
+"""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from mertk import __version__
+
+app = typer.Typer(
+    name="mertk",
+    help=(
+        "mertk builds, validates and trains on research datasets for two video-understanding tasks:\n\n"
+        "* micro-expression recognition: `mertk build-unimer --casme2 PATH` turns CASME II into Uni-MER, "
+        "an instruction dataset whose captions state only the facial motion that both optical flow and "
+        "the Action Unit labels support;\n\n"
+        "* audio-visual video parsing: `mertk migrate-labels --llp PATH` turns LLP's video-level labels "
+        "into dense audio / visual segment pseudo-labels by similarity-based label migration.\n\n"
+        "Outputs are Parquet shards with a manifest; `mertk validate` checks them against versioned "
+        "schemas, `mertk evaluate` computes the field's metrics and `mertk train` trains the bundled models."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+# One module per subcommand; each exposes register(app).
+COMMAND_MODULES = (
+    "mertk.cli.validate",
+    "mertk.cli.sample_data",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"mertk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """mertk: datasets, schemas, metrics and trainers for MER and AVVP research."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    app()
