@@ -1,0 +1,1 @@
+"""Corpus readers: one module per corpus, each reading the files as they lie on disk into typed records."""
