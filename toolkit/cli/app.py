@@ -31,6 +31,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "mertk.cli.validate",
     "mertk.cli.sample_data",
+    "mertk.cli.train",
 )
 
 

@@ -1,0 +1,70 @@
+"""`mertk train mer|avvp`: parses options and calls mertk.training; no logic here."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mertk.console import console
+
+train_app = typer.Typer(
+    help="Train the bundled models from the pipelines' Parquet: `mer` (three experts, leave-one-subject-out) and `avvp` (hybrid-attention parser).",
+    no_args_is_help=True,
+)
+
+_DEVICE_HELP = "auto (cuda when available), cpu or cuda. Runs are deterministic on cpu for a seed."
+
+
+def _run(function, *args, **kwargs):
+    """Call a trainer; turn the errors a user can act on into one line and an exit status."""
+    from mertk.models.checkpoint import ForeignCheckpointError
+    from mertk.shards.manifest import ResumeMismatchError
+    from mertk.training.errors import TrainingError
+
+    try:
+        return function(*args, **kwargs)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: the training state is saved; run the same command again to resume.")
+        raise typer.Exit(130)
+    except (ForeignCheckpointError, ResumeMismatchError, TrainingError) as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+@train_app.command("mer")
+def mer(
+    unimer_dir: Path = typer.Argument(..., help="Output directory of `mertk build-unimer` (unimer_sample.v1 shards + manifest)."),
+    out: Path = typer.Option(..., "--out", help="Run directory: metrics.json, predictions.parquet, checkpoints, confusion.png."),
+    protocol: str = typer.Option("5class", "--protocol", help="5class (happiness, disgust, surprise, repression, others) or 3class (negative, positive, surprise)."),
+    experts: str = typer.Option("structure,texture,semantics", "--experts", help="Comma-separated subset of structure,texture,semantics."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    hidden: int = typer.Option(64, "--hidden", min=4, help="Width of each expert's feature."),
+    expert_loss_weight: float = typer.Option(0.5, "--expert-loss-weight", help="Weight of the auxiliary per-expert cross-entropy."),
+    semantic_encoder: str = typer.Option("auto", "--semantic-encoder", help="auto, minilm (packaged all-MiniLM-L6-v2) or region-stats."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where packed inputs and text embeddings are cached (default RUN/cache)."),
+) -> None:
+    """Train the three-expert gated MER model under leave-one-subject-out; report UF1/UAR."""
+    from mertk.training.mer import MerTrainConfig, train_mer
+
+    config = MerTrainConfig(
+        unimer_dir=unimer_dir, out=out, protocol=protocol, experts=[e.strip() for e in experts.split(",") if e.strip()],
+        epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, expert_loss_weight=expert_loss_weight,
+        semantic_encoder=semantic_encoder, seed=seed, device=device, cache_dir=cache_dir,
+    )  # fmt: skip
+    metrics = _run(train_mer, config)
+    pooled = metrics["pooled"]
+    gates = ", ".join(f"{name} {weight:.2f}" for name, weight in metrics["gate_weights"].items())
+    console.print(
+        f"[green]done[/green]: {pooled['folds']} LOSO folds, {pooled['samples']} samples: "
+        f"UF1 {pooled['uf1']:.4f}, UAR {pooled['uar']:.4f} (gate: {gates}) -> {out}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")
