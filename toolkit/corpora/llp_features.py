@@ -1,0 +1,171 @@
+"""Reader of LLP segment features as they lie on disk, and of the videos they belong to.
+
+Two feature sets, chosen with `--features`:
+
+- `han` (the layout of the HAN baseline): audio `feats/vggish/<id>.npy` (10, 128); visual
+  `feats/res152/<id>.npy` (80, 2048, 8 frames a second) pooled to (10, 2048) by the mean over
+  each group of 8 frames, optionally followed by `feats/r2plus1d_18/<id>.npy` (10, 512).
+- `clip` (language-aligned, the layout of later work): visual `CLIP/features/<id>.npy`
+  (10, 768), audio `CLAP/features/<id>.npy` (10, 768).
+
+A file that is missing, truncated, not a .npy array, of the wrong shape, not floating point or
+holding a non-finite value raises FeatureFileError, whose message names the file: the caller
+rejects that video and goes on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mertk.corpora.llp_annotations import (
+    NUM_SEGMENTS,
+    BadRow,
+    LlpAnnotationError,
+    WeakLabel,
+    llp_annotation_files,
+    read_weak_labels,
+)
+
+FEATURE_SETS = ("han", "clip")
+SPLITS = ("train", "val", "test")
+
+
+class FeatureFileError(ValueError):
+    """One feature file cannot be used; `file` is its path, `reason` what is wrong."""
+
+    def __init__(self, file: Path | str, reason: str):
+        self.file = str(file)
+        self.reason = reason
+        super().__init__(f"{file}: {reason}")
+
+
+@dataclass(frozen=True)
+class FeaturePart:
+    """One extractor's files: `folder/<id>.npy` of shape (rows, dim), pooled to 10 rows."""
+
+    name: str
+    folder: str
+    rows: int
+    dim: int
+
+
+VGGISH = FeaturePart("vggish", "feats/vggish", 10, 128)
+RES152 = FeaturePart("res152", "feats/res152", 80, 2048)
+R2PLUS1D = FeaturePart("r2plus1d_18", "feats/r2plus1d_18", 10, 512)
+CLIP_VISUAL = FeaturePart("clip", "CLIP/features", 10, 768)
+CLAP_AUDIO = FeaturePart("clap", "CLAP/features", 10, 768)
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Which parts make each modality's segment embedding (concatenated in this order)."""
+
+    name: str
+    audio: tuple[FeaturePart, ...]
+    visual: tuple[FeaturePart, ...]
+    language_aligned: bool
+
+    def parts(self, modality: str) -> tuple[FeaturePart, ...]:
+        return self.audio if modality == "audio" else self.visual
+
+    def dim(self, modality: str) -> int:
+        return sum(part.dim for part in self.parts(modality))
+
+    def files(self, root: Path | str, video_id: str) -> list[Path]:
+        return [Path(root) / part.folder / f"{video_id}.npy" for part in (*self.audio, *self.visual)]
+
+
+def feature_layout(features: str, r2plus1d: bool = True) -> FeatureLayout:
+    """The layout of `--features han|clip`; `r2plus1d` appends r2plus1d_18 to HAN's visual part."""
+    if features == "han":
+        visual = (RES152, R2PLUS1D) if r2plus1d else (RES152,)
+        return FeatureLayout("han", (VGGISH,), visual, language_aligned=False)
+    if features == "clip":
+        return FeatureLayout("clip", (CLAP_AUDIO,), (CLIP_VISUAL,), language_aligned=True)
+    raise ValueError(f"unknown feature set {features!r}; choose one of {', '.join(FEATURE_SETS)}")
+
+
+@dataclass(frozen=True)
+class SegmentEmbeddings:
+    """One video's per-second embeddings: audio_t_d (10, Da), visual_t_d (10, Dv), float32."""
+
+    video_id: str
+    audio_t_d: np.ndarray
+    visual_t_d: np.ndarray
+
+    def modality(self, modality: str) -> np.ndarray:
+        return self.audio_t_d if modality == "audio" else self.visual_t_d
+
+
+def read_feature_file(path: Path | str, rows: int, dim: int) -> np.ndarray:
+    """A (rows, dim) float32 array from a .npy file, or FeatureFileError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureFileError(path, "missing feature file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise FeatureFileError(path, f"truncated or not a .npy array ({error})") from None
+    if not isinstance(array, np.ndarray):
+        raise FeatureFileError(path, "not a single .npy array")
+    if array.shape != (rows, dim):
+        raise FeatureFileError(path, f"shape {tuple(array.shape)}, expected ({rows}, {dim})")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise FeatureFileError(path, f"dtype {array.dtype}, expected floating point")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(np.size(finite) - np.count_nonzero(finite))
+        first_row = int(np.argwhere(~finite)[0][0])
+        raise FeatureFileError(path, f"{bad} non-finite values (first in row {first_row})")
+    return array.astype(np.float32, copy=False)
+
+
+def pool_to_segments(frames_f_d: np.ndarray, segments: int = NUM_SEGMENTS) -> np.ndarray:
+    """(frames, dim) -> (segments, dim): mean over consecutive equal groups (80 -> 10: groups of 8)."""
+    frames, dim = frames_f_d.shape
+    if frames % segments:
+        raise ValueError(f"{frames} frames do not split into {segments} equal segments")
+    return frames_f_d.reshape(segments, frames // segments, dim).mean(axis=1, dtype=np.float32)
+
+
+def _read_modality(root: Path, video_id: str, parts: tuple[FeaturePart, ...]) -> np.ndarray:
+    pieces = []
+    for part in parts:
+        array = read_feature_file(root / part.folder / f"{video_id}.npy", part.rows, part.dim)
+        pieces.append(pool_to_segments(array) if part.rows != NUM_SEGMENTS else array)
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
+
+
+def read_segment_embeddings(root: Path | str, video_id: str, layout: FeatureLayout) -> SegmentEmbeddings:
+    """Both modalities of one video; FeatureFileError (naming the file) on any unusable file."""
+    root = Path(root)
+    return SegmentEmbeddings(
+        video_id, _read_modality(root, video_id, layout.audio), _read_modality(root, video_id, layout.visual)
+    )
+
+
+def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> tuple[list[WeakLabel], list[BadRow]]:
+    """The videos of the weak-label CSVs of `splits` under `root`, in file order, and bad rows.
+
+    A video listed in more than one split is kept in the first and its later rows are returned
+    as bad rows. Raises LlpAnnotationError when none of the split files exists.
+    """
+    files = llp_annotation_files(root)
+    present = [split for split in splits if split in files]
+    if not present:
+        raise LlpAnnotationError(
+            f"{root}: none of the weak-label files of {', '.join(splits)} found (AVVP_train.csv, AVVP_val_pd.csv, AVVP_test_pd.csv)"
+        )
+    videos: list[WeakLabel] = []
+    bad: list[BadRow] = []
+    seen: dict[str, str] = {}
+    for split in present:
+        for record in read_weak_labels(files[split], split, rejections=bad):
+            if record.filename in seen:
+                bad.append(BadRow(str(files[split]), 0, f"{record.filename}: already listed in split {seen[record.filename]}"))
+                continue
+            seen[record.filename] = split
+            videos.append(record)
+    return videos, bad
