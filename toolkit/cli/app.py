@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "mertk.cli.validate",
     "mertk.cli.sample_data",
     "mertk.cli.train",
+    "mertk.cli.evaluate",
 )
 
 
