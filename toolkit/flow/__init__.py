@@ -1,0 +1,20 @@
+"""Dense optical flow between face crops: DIS (default), Farneback, TV-L1; strain; head-motion compensation."""
+from mertk.flow.fields import (
+    FLOW_METHODS,
+    FlowMethodError,
+    compensate_head_motion,
+    endpoint_error,
+    estimate_flow,
+    optical_strain,
+    resize_flow,
+)
+
+__all__ = [
+    "FLOW_METHODS",
+    "FlowMethodError",
+    "compensate_head_motion",
+    "endpoint_error",
+    "estimate_flow",
+    "optical_strain",
+    "resize_flow",
+]

@@ -1,0 +1,105 @@
+"""Optical flow fields and what is derived from them.
+
+A flow field is float32 (H, W, 2): per pixel the displacement (u = x right, v = y down) in
+pixels that carries the first image onto the second. Estimators are OpenCV's:
+  dis        DIS (Kroeger et al. 2016), preset MEDIUM: fast, good on small smooth motion (default)
+  farneback  polynomial expansion (Farneback 2003): pyramid 3 levels, window 15
+  tvl1       Dual TV-L1 (Zach et al. 2007) from opencv-contrib's optflow module: slowest
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import cv2
+import numpy as np
+
+FLOW_METHODS = ("dis", "farneback", "tvl1")
+
+
+class FlowMethodError(ValueError):
+    """An unknown flow method, or one this OpenCV build does not offer."""
+
+
+_local = threading.local()
+
+
+def _dis() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    engine = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return lambda a, b: engine.calc(a, b, None)
+
+
+def _farneback() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+def _tvl1() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    if not hasattr(cv2, "optflow"):
+        raise FlowMethodError("flow method 'tvl1' needs OpenCV's contrib module optflow (opencv-contrib-python-headless)")
+    engine = cv2.optflow.DualTVL1OpticalFlow_create()
+    return lambda a, b: engine.calc(a, b, None)
+
+
+_FACTORIES = {"dis": _dis, "farneback": _farneback, "tvl1": _tvl1}
+
+
+def _estimator(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    if method not in _FACTORIES:
+        raise FlowMethodError(f"unknown flow method {method!r}; choose one of {', '.join(FLOW_METHODS)}")
+    cache = getattr(_local, "engines", None)
+    if cache is None:
+        cache = _local.engines = {}
+    if method not in cache:
+        cache[method] = _FACTORIES[method]()
+    return cache[method]
+
+
+def estimate_flow(first_hw: np.ndarray, second_hw: np.ndarray, method: str = "dis") -> np.ndarray:
+    """Flow (H, W, 2) float32 from `first_hw` to `second_hw` (uint8 grey images of one size)."""
+    if first_hw.shape != second_hw.shape or first_hw.ndim != 2:
+        raise ValueError(f"flow needs two grey images of one size, got {first_hw.shape} and {second_hw.shape}")
+    first = np.ascontiguousarray(first_hw, dtype=np.uint8)
+    second = np.ascontiguousarray(second_hw, dtype=np.uint8)
+    return np.asarray(_estimator(method)(first, second), dtype=np.float32)
+
+
+def compensate_head_motion(flow_hw2: np.ndarray, rigid_mask_hw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Subtract the rigid region's median flow (global head translation) from the whole field.
+
+    Returns (compensated flow, the subtracted (2,) vector). An empty mask subtracts nothing.
+    """
+    if not rigid_mask_hw.any():
+        return flow_hw2, np.zeros(2, dtype=np.float32)
+    head_2 = np.median(flow_hw2[rigid_mask_hw], axis=0).astype(np.float32)
+    return flow_hw2 - head_2, head_2
+
+
+def optical_strain(flow_hw2: np.ndarray) -> np.ndarray:
+    """Magnitude of the infinitesimal strain tensor, sqrt(exx^2 + eyy^2 + 2 exy^2), float32 (H, W).
+
+    exx = du/dx, eyy = dv/dy, exy = (du/dy + dv/dx) / 2 (central differences). Dimensionless.
+    """
+    du_dy, du_dx = np.gradient(flow_hw2[..., 0])
+    dv_dy, dv_dx = np.gradient(flow_hw2[..., 1])
+    exy = 0.5 * (du_dy + dv_dx)
+    return np.sqrt(du_dx**2 + dv_dy**2 + 2.0 * exy**2).astype(np.float32)
+
+
+def resize_flow(flow_hw2: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-resample a flow field to (height, width), scaling the vectors with the image."""
+    scale_x = width / flow_hw2.shape[1]
+    scale_y = height / flow_hw2.shape[0]
+    resized = cv2.resize(flow_hw2, (width, height), interpolation=cv2.INTER_AREA)
+    resized[..., 0] *= scale_x
+    resized[..., 1] *= scale_y
+    return resized.astype(np.float32)
+
+
+def endpoint_error(estimated_hw2: np.ndarray, truth_hw2: np.ndarray, mask_hw: np.ndarray | None = None) -> float:
+    """Mean Euclidean distance between two flow fields (over `mask_hw` when given), in pixels."""
+    error_hw = np.linalg.norm(estimated_hw2 - truth_hw2, axis=-1)
+    if mask_hw is not None:
+        if not mask_hw.any():
+            raise ValueError("endpoint error over an empty mask")
+        error_hw = error_hw[mask_hw]
+    return float(error_hw.mean())
