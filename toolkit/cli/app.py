@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "mertk.cli.sample_data",
     "mertk.cli.train",
     "mertk.cli.evaluate",
+    "mertk.cli.build_unimer",
+    "mertk.cli.export",
 )
 
 

