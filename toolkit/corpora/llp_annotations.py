@@ -157,7 +157,7 @@ def _read_rows(path: Path, header: tuple[str, ...]) -> Iterable[tuple[int, list[
     lines = text.splitlines()
     if not lines:
         raise LlpAnnotationError(f"{path}: empty file (expected the header {'<TAB>'.join(header)})")
-    found_header = tuple(field.strip() for field in lines[0].split("\t"))
+    found_header = tuple(name.strip() for name in lines[0].split("\t"))
     if found_header != header:
         raise LlpAnnotationError(
             f"{path}:1: header is {'<TAB>'.join(found_header)!r}, expected {'<TAB>'.join(header)!r} "
