@@ -146,6 +146,10 @@ def test_shape_mismatch_is_a_clear_error():
         avvp_scores(empty(2), empty(1), empty(1), empty(1))
     with pytest.raises(ValueError, match=r"\(videos, 25, 10\)"):
         avvp_scores(np.zeros((1, 10, 25)), empty(), empty(), empty())
+    with pytest.raises(ValueError, match="0/1 values"):
+        avvp_scores(np.full((1, 25, 10), 0.3), empty(), empty(), empty())
+    ones = avvp_scores(np.ones((1, 25, 10), dtype=np.int64), empty(), np.ones((1, 25, 10)), empty())
+    assert ones.segment["audio"] == 100.0
 
 
 # --- an independent, loop-based reading of the protocol ---------------------------------------------

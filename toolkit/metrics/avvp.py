@@ -92,6 +92,9 @@ def _as_bool(matrix: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(matrix)
     if array.ndim != 3 or array.shape[1:] != (NUM_CLASSES, NUM_SEGMENTS):
         raise ValueError(f"{name}: expected shape (videos, {NUM_CLASSES}, {NUM_SEGMENTS}), got {array.shape}")
+    if array.dtype != bool and not np.isin(array, (0, 1)).all():
+        # scores or probabilities would silently turn into "active": threshold them first
+        raise ValueError(f"{name}: expected bool or 0/1 values (threshold scores before scoring)")
     return array.astype(bool, copy=False)
 
 
