@@ -11,7 +11,7 @@ sample_app = typer.Typer(
 )
 
 # One module per corpus; each exposes register(sample_app).
-CORPUS_MODULES = ("mertk.cli.sample_data_llp",)
+CORPUS_MODULES = ("mertk.cli.sample_data_llp", "mertk.cli.sample_data_casme2")
 
 
 def register(app: typer.Typer) -> None:
