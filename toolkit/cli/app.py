@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "mertk.cli.evaluate",
     "mertk.cli.build_unimer",
     "mertk.cli.export",
+    "mertk.cli.migrate_labels",
 )
 
 

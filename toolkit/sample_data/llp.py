@@ -99,7 +99,7 @@ class Difficulty:
     distractor_rate: float = 0.12  # chance a segment carries a class outside the weak label
     distractor: float = 0.8
     offset: float = 2.0  # corpus-wide offset vector (features are not centred)
-    text_gap: float = 0.6  # language-aligned: direction = normalise(text anchor + gap * random)
+    text_gap: float = 1.0  # language-aligned: direction = normalise(text anchor + gap * random)
 
 
 DIFFICULTY = Difficulty()

@@ -1,0 +1,585 @@
+"""`mertk migrate-labels`: LLP weak labels -> dense audio / visual segment pseudo-labels.
+
+Stages, in order (each in mertk.migration or mertk.corpora):
+1. read the weak-label CSVs (train, val, test) and each video's features; an unusable feature
+   file rejects its video (manifest) -- one streaming pass that also gathers the centring
+   statistics, the prototype seeds and the segment cache;
+2. anchors per class and modality: text anchors (file or CLIP checkpoint) where given for
+   language-aligned features, otherwise prototypes seeded on single-label videos and refined;
+3. thresholds per class and modality from similarity histograms (label-free Otsu, or fitted on
+   the val dense labels with calibrate="val"), one streaming pass per refinement;
+4. migration: scores and hard labels for every (video, modality, segment), written as
+   `avvp_pseudo_label.v1` shards by the resumable sharded runner;
+5. report: the 10 AVVP metrics of the pseudo-labels beside the naive baseline on every split
+   with dense labels, per-class F1 plots and timelines, in `OUT/avvp_pseudo/report.html`;
+6. optionally (`target`), k-nearest-neighbour migration from the labelled segment bank to
+   another corpus, written to `OUT/avvp_pseudo/target/`.
+Memory: O(classes x dim x bins) for the statistics plus one block of videos.
+"""
+from __future__ import annotations
+
+import functools
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from mertk.corpora.llp_annotations import (
+    LLP_CLASSES,
+    MODALITIES,
+    NUM_CLASSES,
+    NUM_SEGMENTS,
+    BadRow,
+    DenseLabels,
+    WeakLabel,
+    llp_annotation_files,
+    read_dense_labels,
+)
+from mertk.corpora.llp_features import (
+    FeatureFileError,
+    FeatureLayout,
+    feature_layout,
+    read_llp_videos,
+    read_segment_embeddings,
+)
+from mertk.migration.anchors import (
+    AnchorError,
+    PrototypeSeeds,
+    SimilarityBins,
+    clip_text_anchors,
+    load_text_anchors,
+)
+from mertk.migration.embedding import ModalityStats, SegmentCache
+from mertk.migration.migrate import DEFAULT_TEMPERATURE, MigrationModel, ModalityModel, migrate_block, similarities
+from mertk.migration.thresholds import calibrated_thresholds, label_free_thresholds
+from mertk.migration.transfer import TopK, knn_votes, map_labels, read_vocabulary
+from mertk.shards.manifest import Manifest, Rejection, ShardResult, command_line, run_sharded
+from mertk.shards.schema import load_schema
+
+OUTPUT_FOLDER = "avvp_pseudo"
+TARGET_FOLDER = "target"
+CACHE_FOLDER = "_state/segments"
+GROUND_TRUTH_FILES = {"audio": "ground_truth_audio.csv", "visual": "ground_truth_visual.csv"}
+SCHEMA = ("avvp_pseudo_label", 1)
+
+
+class MigrationError(ValueError):
+    """The run as a whole cannot proceed (bad arguments, no usable video)."""
+
+
+@dataclass(frozen=True)
+class MigrationConfig:
+    """Every choice of the method, with its default (all recorded in the manifest)."""
+
+    features: str = "han"  # han | clip
+    r2plus1d: bool = True  # HAN visual = res152 pooled + r2plus1d_18
+    text_anchors: str | None = None  # safetensors file (language-aligned features)
+    clip_checkpoint: str | None = None  # CLIP state dict -> visual text anchors
+    calibrate: str = "none"  # none | val
+    threshold_rule: str = "midpoint"  # label-free rule: midpoint | otsu
+    refine_iterations: int = 2  # prototype refinements
+    temperature: float = DEFAULT_TEMPERATURE  # soft score = sigmoid((sim - thr) / temperature)
+    centre: bool = True  # centre and scale each feature part by its corpus statistics
+    target: str | None = None  # another corpus in the same layout
+    vocabulary: str | None = None  # JSON source class -> target class
+    neighbours: int = 10  # k of the cross-corpus k-NN
+    vote_threshold: float = 0.5  # share of weighted neighbour votes for a target label
+    shard_videos: int = 256  # videos per output shard (20 rows each)
+    block_videos: int = 512  # videos per block in the streaming passes
+    workers: int = 1
+
+    def parameters(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("workers")  # does not change the output
+        return data
+
+
+@dataclass
+class MigrationResult:
+    out_dir: Path
+    manifest: Manifest
+    scores: dict[str, dict[str, Any]]  # split -> {"pseudo": {...}, "naive": {...}, "videos": n}
+    target: dict[str, Any] | None = None
+    report: Path | None = None
+
+
+@dataclass(frozen=True)
+class VideoUnit:
+    """One usable video: its index in the segment cache and its weak label."""
+
+    cache_index: int
+    filename: str
+    video_id: str
+    split: str
+    classes: tuple[int, ...]
+
+
+def _weak_matrix(units: Sequence[VideoUnit]) -> np.ndarray:
+    weak_n_c = np.zeros((len(units), NUM_CLASSES), dtype=bool)
+    for row, unit in enumerate(units):
+        weak_n_c[row, list(unit.classes)] = True
+    return weak_n_c
+
+
+# ---------------------------------------------------------------- pass 1: read
+
+
+@dataclass
+class ReadPass:
+    units: list[VideoUnit]
+    rejections: list[Rejection]
+    stats: dict[str, ModalityStats]
+    seeds: dict[str, PrototypeSeeds]
+    cache: SegmentCache
+
+
+def read_corpus(
+    root: Path, videos: Sequence[WeakLabel], layout: FeatureLayout, cache_dir: Path, centre: bool, progress: bool, label: str
+) -> ReadPass:
+    """Read every video's features once: statistics, prototype seeds, cache; reject bad files."""
+    from mertk.console import progress_bar
+
+    cache = SegmentCache(cache_dir, {m: layout.dim(m) for m in MODALITIES})
+    cache.open_for_writing()
+    stats = {m: ModalityStats.for_layout(layout, m, centre) for m in MODALITIES}
+    seeds = {m: PrototypeSeeds(layout.dim(m)) for m in MODALITIES}
+    units: list[VideoUnit] = []
+    rejections: list[Rejection] = []
+    try:
+        with progress_bar(len(videos), f"{label}: reading features", enabled=progress) as advance:
+            for video in videos:
+                try:
+                    embeddings = read_segment_embeddings(root, video.video_id, layout)
+                except FeatureFileError as error:
+                    rejections.append(Rejection(video.filename, f"{video.filename}: {error}", error.file))
+                    advance(1)
+                    continue
+                index = cache.append(embeddings)
+                for modality in MODALITIES:
+                    rows = embeddings.modality(modality)
+                    stats[modality].add(rows)
+                    seeds[modality].add(video.label_indices, rows)
+                units.append(VideoUnit(index, video.filename, video.video_id, video.split, video.label_indices))
+                advance(1)
+    finally:
+        cache.close()
+    return ReadPass(units, rejections, stats, seeds, cache)
+
+
+# ---------------------------------------------------------------- anchors and thresholds
+
+
+def _text_anchors(config: MigrationConfig, layout: FeatureLayout) -> dict[str, np.ndarray]:
+    anchors: dict[str, np.ndarray] = {}
+    if config.text_anchors:
+        anchors.update(load_text_anchors(config.text_anchors))
+    if config.clip_checkpoint:
+        anchors["visual"] = clip_text_anchors(config.clip_checkpoint)
+    for modality, matrix in anchors.items():
+        if matrix.shape[1] != layout.dim(modality):
+            source = config.clip_checkpoint if modality == "visual" and config.clip_checkpoint else config.text_anchors
+            raise AnchorError(
+                f"{source}: {modality} text anchors have dimension {matrix.shape[1]}, but the {layout.name} "
+                f"{modality} features have {layout.dim(modality)}"
+            )
+    return anchors
+
+
+def _val_truth(root: Path, units: Sequence[VideoUnit]) -> tuple[np.ndarray, DenseLabels] | None:
+    """Dense labels of the val videos among `units` (eval files), with a row mask."""
+    files = llp_annotation_files(root)
+    if "audio" not in files or "visual" not in files:
+        return None
+    labelled = np.array([u.split == "val" for u in units])
+    if not labelled.any():
+        return None
+    dense = read_dense_labels(files["audio"], files["visual"], [u.filename for u in units if u.split == "val"])
+    return labelled, dense
+
+
+def fit_model(
+    root: Path, config: MigrationConfig, layout: FeatureLayout, read: ReadPass, progress: bool
+) -> tuple[MigrationModel, dict[str, Any]]:
+    """Anchors and thresholds per modality (streaming passes over the segment cache)."""
+    from mertk.console import progress_bar
+
+    normalisers = {m: read.stats[m].frozen() for m in MODALITIES}
+    text = _text_anchors(config, layout) if layout.language_aligned or config.text_anchors or config.clip_checkpoint else {}
+    anchors: dict[str, np.ndarray] = {}
+    anchor_source: dict[str, Any] = {}
+    for modality in MODALITIES:
+        if modality in text:
+            anchors[modality] = text[modality]
+            anchor_source[modality] = "text (CLIP checkpoint)" if modality == "visual" and config.clip_checkpoint else "text (file)"
+        else:
+            anchors[modality], seeded = read.seeds[modality].prototypes(normalisers[modality])
+            anchor_source[modality] = {"kind": "prototypes", "seeded_from": dict(zip(LLP_CLASSES, seeded))}
+    refine = {m for m in MODALITIES if m not in text}
+    passes = config.refine_iterations + 1 if refine else 1
+    weak_n_c = _weak_matrix(read.units)
+    val = _val_truth(root, read.units) if config.calibrate == "val" else None
+    if config.calibrate == "val" and val is None:
+        raise MigrationError(f"{root}: --calibrate val needs val videos and AVVP_eval_audio.csv / AVVP_eval_visual.csv")
+    val_rows = None
+    if val is not None:
+        val_rows = np.cumsum(val[0]) - 1  # unit row -> row of the val dense matrices
+    thresholds: dict[str, np.ndarray] = {}
+    rules: dict[str, list[str]] = {}
+    for number in range(passes):
+        last = number == passes - 1
+        bins = {m: SimilarityBins(layout.dim(m), vectors=(m in refine and not last)) for m in MODALITIES}
+        with progress_bar(read.cache.videos, f"anchors: pass {number + 1}/{passes}", enabled=progress) as advance:
+            for start, raw in read.cache.blocks(config.block_videos):
+                stop = start + next(iter(raw.values())).shape[0]
+                for modality in MODALITIES:
+                    unit_n_t_d = normalisers[modality](raw[modality])
+                    similarity = similarities(unit_n_t_d, anchors[modality])
+                    truth = labelled = None
+                    if last and val is not None:
+                        labelled = val[0][start:stop]
+                        truth = np.zeros((stop - start, NUM_CLASSES, NUM_SEGMENTS), dtype=bool)
+                        dense = val[1].audio_v_c_t if modality == "audio" else val[1].visual_v_c_t
+                        truth[labelled] = dense[val_rows[start:stop][labelled]]
+                    bins[modality].add(similarity, weak_n_c[start:stop], unit_n_t_d, truth, labelled)
+                advance(stop - start)
+        for modality in MODALITIES:
+            thresholds[modality] = label_free_thresholds(
+                bins[modality].counts_c_b, bins[modality].null_counts_c_b, config.threshold_rule
+            )
+            rules[modality] = [f"label-free ({config.threshold_rule})" if np.isfinite(t) else "never (class absent)" for t in thresholds[modality]]
+            if last and val is not None:
+                thresholds[modality], rules[modality] = calibrated_thresholds(
+                    bins[modality].positive_c_b, bins[modality].negative_c_b, thresholds[modality]
+                )
+            if not last and modality in refine:
+                anchors[modality] = bins[modality].refined_prototypes(thresholds[modality], anchors[modality])
+    model = MigrationModel(
+        *(ModalityModel(normalisers[m], anchors[m], thresholds[m]) for m in MODALITIES), temperature=config.temperature
+    )
+    summary = {
+        "anchors": anchor_source,
+        "thresholds": {
+            m: {name: (round(float(t), 4) if np.isfinite(t) else None) for name, t in zip(LLP_CLASSES, thresholds[m])}
+            for m in MODALITIES
+        },
+        "threshold_rules": {m: dict(zip(LLP_CLASSES, rules[m])) for m in MODALITIES},
+        "passes_over_cache": passes,
+    }
+    return model, summary
+
+
+# ---------------------------------------------------------------- pass: label (sharded)
+
+
+@dataclass(frozen=True)
+class LabelContext:
+    cache_dir: str
+    dims: dict[str, int]
+    model: MigrationModel
+
+
+def pseudo_label_table(
+    units: Sequence[VideoUnit], result: dict[str, tuple[np.ndarray, np.ndarray]], split: str | None = None
+) -> pa.Table:
+    """Rows (video, modality, segment) in that order; scores (n, 10, 25), labels (n, 10, 25)."""
+    n = len(units)
+    per_video = len(MODALITIES) * NUM_SEGMENTS
+    filenames = np.repeat(np.array([u.filename for u in units], dtype=object), per_video)
+    video_ids = np.repeat(np.array([u.video_id for u in units], dtype=object), per_video)
+    splits = np.repeat(np.array([split or u.split for u in units], dtype=object), per_video)
+    modality = np.tile(np.repeat(np.array(MODALITIES, dtype=object), NUM_SEGMENTS), n)
+    segment = np.tile(np.arange(NUM_SEGMENTS, dtype=np.int8), n * len(MODALITIES))
+    # (n, modality, segment, class) in row order
+    scores_r_c = np.stack([result[m][0] for m in MODALITIES], axis=1).reshape(n * per_video, NUM_CLASSES)
+    labels_r_c = np.stack([result[m][1] for m in MODALITIES], axis=1).reshape(n * per_video, NUM_CLASSES)
+    row_i, class_i = np.nonzero(labels_r_c)
+    offsets = np.zeros(n * per_video + 1, dtype=np.int32)
+    np.cumsum(np.bincount(row_i, minlength=n * per_video), out=offsets[1:])
+    names = pa.array(np.array(LLP_CLASSES, dtype=object)[class_i], type=pa.string())
+    score_offsets = np.arange(0, (n * per_video + 1) * NUM_CLASSES, NUM_CLASSES, dtype=np.int32)
+    return pa.table(
+        {
+            "filename": pa.array(filenames, type=pa.string()),
+            "video_id": pa.array(video_ids, type=pa.string()),
+            "split": pa.array(splits, type=pa.string()),
+            "modality": pa.array(modality, type=pa.string()),
+            "segment": pa.array(segment, type=pa.int8()),
+            "labels": pa.ListArray.from_arrays(pa.array(offsets), names),
+            "scores": pa.ListArray.from_arrays(pa.array(score_offsets), pa.array(scores_r_c.reshape(-1), type=pa.float32())),
+        }
+    )
+
+
+def label_shard(context: LabelContext, units: list[VideoUnit]) -> ShardResult:
+    cache = SegmentCache(context.cache_dir, context.dims)
+    first, last = units[0].cache_index, units[-1].cache_index + 1
+    raw = {m: cache.read(m, first, last) for m in MODALITIES}
+    result = migrate_block(context.model, raw, _weak_matrix(units))
+    return ShardResult(pseudo_label_table(units, result), [u.filename for u in units], [])
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def read_pseudo_matrices(out_dir: Path, filenames: Sequence[str]) -> dict[str, np.ndarray]:
+    """{modality: (videos, 25, 10) bool} of the shards' hard labels, in `filenames` order."""
+    from mertk.shards.io import read_shards
+    import pyarrow.compute as pc
+
+    table = read_shards(out_dir, columns=["filename", "modality", "segment", "labels"])
+    index = {name: row for row, name in enumerate(filenames)}
+    video = np.array([index.get(name, -1) for name in table.column("filename").to_pylist()])
+    is_audio = np.array(table.column("modality").to_pylist()) == "audio"
+    segment = table.column("segment").to_numpy()
+    labels = table.column("labels").combine_chunks()
+    parents = pc.list_parent_indices(labels).to_numpy()
+    class_index = {name: c for c, name in enumerate(LLP_CLASSES)}
+    classes = np.array([class_index[name] for name in pc.list_flatten(labels).to_pylist()], dtype=np.int64)
+    out = {}
+    for modality, mask in (("audio", is_audio), ("visual", ~is_audio)):
+        matrix = np.zeros((len(filenames), NUM_CLASSES, NUM_SEGMENTS), dtype=bool)
+        keep = mask[parents] & (video[parents] >= 0)
+        matrix[video[parents][keep], classes[keep], segment[parents][keep]] = True
+        out[modality] = matrix
+    return out
+
+
+def dense_truth(root: Path, units: Sequence[VideoUnit]) -> dict[str, tuple[list[int], DenseLabels, str]]:
+    """Per split with dense labels: (unit rows, DenseLabels, source file names).
+
+    `ground_truth_*.csv` (full truth of a generated corpus) covers every split; otherwise the
+    eval files cover val and test.
+    """
+    out = {}
+    truth_files = {m: root / name for m, name in GROUND_TRUTH_FILES.items()}
+    if all(path.is_file() for path in truth_files.values()):
+        source, splits = truth_files, ("train", "val", "test", "target")
+    else:
+        files = llp_annotation_files(root)
+        if "audio" not in files or "visual" not in files:
+            return out
+        source, splits = {"audio": files["audio"], "visual": files["visual"]}, ("val", "test")
+    for split in splits:
+        rows = [row for row, unit in enumerate(units) if unit.split == split]
+        if not rows:
+            continue
+        dense = read_dense_labels(source["audio"], source["visual"], [units[row].filename for row in rows])
+        out[split] = (rows, dense, f"{Path(source['audio']).name} / {Path(source['visual']).name}")
+    return out
+
+
+def evaluate_splits(root: Path, out_dir: Path, units: Sequence[VideoUnit]) -> tuple[dict, dict]:
+    """AVVP scores of pseudo-labels and of the naive baseline per split; and the matrices used."""
+    from mertk.metrics.avvp import avvp_scores, per_class_segment_scores
+    from mertk.migration.migrate import naive_labels
+
+    truth = dense_truth(root, units)
+    if not truth:
+        return {}, {}
+    predicted = read_pseudo_matrices(out_dir, [u.filename for u in units])
+    weak_n_c = _weak_matrix(units)
+    scores, matrices = {}, {}
+    for split, (rows, dense, source) in truth.items():
+        naive = naive_labels(weak_n_c[rows])
+        pred_a, pred_v = predicted["audio"][rows], predicted["visual"][rows]
+        pseudo = avvp_scores(pred_a, pred_v, dense.audio_v_c_t, dense.visual_v_c_t)
+        baseline = avvp_scores(naive, naive, dense.audio_v_c_t, dense.visual_v_c_t)
+        scores[split] = {
+            "videos": len(rows),
+            "truth": source,
+            "pseudo": pseudo.to_dict(),
+            "naive": baseline.to_dict(),
+            "per_class_f1": {
+                m: {
+                    "pseudo": per_class_segment_scores(p, g).f1.tolist(),
+                    "naive": per_class_segment_scores(naive, g).f1.tolist(),
+                }
+                for m, p, g in (("audio", pred_a, dense.audio_v_c_t), ("visual", pred_v, dense.visual_v_c_t))
+            },
+            "truth_defects": dense.defects.counts(),
+        }
+        matrices[split] = {
+            "filenames": [units[r].filename for r in rows],
+            "pred": (pred_a, pred_v),
+            "truth": (dense.audio_v_c_t, dense.visual_v_c_t),
+            "weak": weak_n_c[rows],
+        }
+    return scores, matrices
+
+
+# ---------------------------------------------------------------- target corpus
+
+
+@dataclass(frozen=True)
+class TransferContext:
+    bank_dir: str
+    bank_dims: dict[str, int]
+    bank_videos: int
+    bank_model: MigrationModel
+    bank_labels: dict[str, np.ndarray]  # modality -> (bank videos * 10, 25) bool, mapped vocabulary
+    target_dir: str
+    target_normalisers: dict[str, Any]
+    neighbours: int
+    vote_threshold: float
+    block_videos: int
+
+
+def transfer_shard(context: TransferContext, units: list[VideoUnit]) -> ShardResult:
+    bank = SegmentCache(context.bank_dir, context.bank_dims)
+    target = SegmentCache(context.target_dir, context.bank_dims)
+    first, last = units[0].cache_index, units[-1].cache_index + 1
+    result = {}
+    for modality in MODALITIES:
+        query = context.target_normalisers[modality](target.read(modality, first, last))
+        query_q_d = query.reshape(-1, query.shape[-1])
+        top = TopK(query_q_d.shape[0], context.neighbours)
+        normaliser = context.bank_model.modality(modality).normaliser
+        for start in range(0, context.bank_videos, context.block_videos):
+            stop = min(start + context.block_videos, context.bank_videos)
+            bank_b_d = normaliser(bank.read(modality, start, stop)).reshape(-1, query_q_d.shape[1])
+            top.add(query_q_d @ bank_b_d.T, start * NUM_SEGMENTS)
+        scores_q_c = knn_votes(top.similarity_q_k, context.bank_labels[modality][top.index_q_k])
+        scores = scores_q_c.reshape(len(units), NUM_SEGMENTS, NUM_CLASSES)
+        result[modality] = (scores, scores >= context.vote_threshold)
+    return ShardResult(pseudo_label_table(units, result, split="target"), [u.filename for u in units], [])
+
+
+def target_videos(root: Path, layout: FeatureLayout) -> tuple[list[WeakLabel], list[BadRow]]:
+    """The target's videos: from its weak-label CSVs if it has any, else from its feature files."""
+    try:
+        videos, bad = read_llp_videos(root)
+        return [WeakLabel(v.filename, v.video_id, "target", v.labels) for v in videos], bad
+    except Exception:  # no CSVs: a feature-only corpus (pre-training data)
+        folder = root / layout.audio[0].folder
+        if not folder.is_dir():
+            raise MigrationError(f"{root}: neither LLP CSVs nor a {layout.audio[0].folder} folder found") from None
+        ids = sorted(path.stem for path in folder.glob("*.npy"))
+        return [WeakLabel(f"{video_id}_0_10", video_id, "target", ()) for video_id in ids], []
+
+
+def bank_labels(read: ReadPass, model: MigrationModel, mapping_c_c: np.ndarray, block_videos: int) -> dict[str, np.ndarray]:
+    """Hard pseudo-labels of every bank segment, (videos * 10, 25) per modality, vocabulary-mapped."""
+    weak_n_c = _weak_matrix(read.units)
+    labels = {m: np.zeros((read.cache.videos * NUM_SEGMENTS, NUM_CLASSES), dtype=bool) for m in MODALITIES}
+    for start, raw in read.cache.blocks(block_videos):
+        stop = start + raw["audio"].shape[0]
+        result = migrate_block(model, raw, weak_n_c[start:stop])
+        for modality in MODALITIES:
+            block = result[modality][1].reshape(-1, NUM_CLASSES)
+            labels[modality][start * NUM_SEGMENTS : stop * NUM_SEGMENTS] = map_labels(block, mapping_c_c)
+    return labels
+
+
+def run_target(
+    config: MigrationConfig, layout: FeatureLayout, read: ReadPass, model: MigrationModel, out_dir: Path, progress: bool
+) -> dict[str, Any]:
+    from mertk.metrics.avvp import avvp_scores
+
+    target_root = Path(config.target)
+    mapping_c_c = read_vocabulary(config.vocabulary)
+    videos, bad_rows = target_videos(target_root, layout)
+    target_out = out_dir / TARGET_FOLDER
+    target_read = read_corpus(
+        target_root, videos, layout, target_out / CACHE_FOLDER, config.centre, progress, "target"
+    )
+    pre = [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad_rows] + target_read.rejections
+    if not target_read.units:
+        raise MigrationError(f"{target_root}: no target video has usable {layout.name} features")
+    context = TransferContext(
+        str(read.cache.directory),
+        read.cache.dims,
+        read.cache.videos,
+        model,
+        bank_labels(read, model, mapping_c_c, config.block_videos),
+        str(target_read.cache.directory),
+        {m: target_read.stats[m].frozen() for m in MODALITIES},
+        config.neighbours,
+        config.vote_threshold,
+        config.block_videos,
+    )
+    manifest = run_sharded(
+        target_out,
+        load_schema(*SCHEMA),
+        target_read.units,
+        functools.partial(transfer_shard, context),
+        command=command_line(),
+        parameters={**config.parameters(), "target_root": str(target_root)},
+        shard_size=config.shard_videos,
+        pre_rejections=pre,
+        workers=config.workers,
+        description="target: k-NN migration",
+        progress=progress,
+    )
+    summary: dict[str, Any] = {"videos": len(target_read.units), "rejected": len(pre)}
+    truth = dense_truth(target_root, target_read.units)
+    if "target" in truth:
+        rows, dense, source = truth["target"]
+        units = [target_read.units[r] for r in rows]
+        predicted = read_pseudo_matrices(target_out, [u.filename for u in units])
+        recovered = avvp_scores(predicted["audio"], predicted["visual"], dense.audio_v_c_t, dense.visual_v_c_t)
+        # Chance: the same predictions given to randomly permuted videos (same label rates).
+        order = np.random.default_rng(0).permutation(len(units))
+        chance = avvp_scores(predicted["audio"][order], predicted["visual"][order], dense.audio_v_c_t, dense.visual_v_c_t)
+        summary.update({"truth": source, "knn": recovered.to_dict(), "chance": chance.to_dict()})
+    manifest.summary = summary
+    manifest.write(target_out)
+    target_read.cache.remove()
+    return summary
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = MigrationConfig(), progress: bool = True) -> MigrationResult:
+    """Run label migration on the LLP folder `llp`; outputs under `out/avvp_pseudo/`."""
+    from mertk.migration.report import print_score_table, write_report
+
+    root = Path(llp)
+    out_dir = Path(out) / OUTPUT_FOLDER
+    if config.calibrate not in ("none", "val"):
+        raise MigrationError(f"--calibrate must be none or val, not {config.calibrate!r}")
+    if config.features not in ("han", "clip"):
+        raise MigrationError(f"--features must be han or clip, not {config.features!r}")
+    layout = feature_layout(config.features, config.r2plus1d)
+    videos, bad_rows = read_llp_videos(root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = out_dir / CACHE_FOLDER
+    read = read_corpus(root, videos, layout, cache_dir, config.centre, progress, "migrate-labels")
+    pre = [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad_rows] + read.rejections
+    if not read.units:
+        read.cache.remove()
+        first = read.rejections[0].reason if read.rejections else "no videos listed"
+        raise MigrationError(f"{root}: no video has usable {layout.name} features (first problem: {first})")
+    try:
+        model, fit_summary = fit_model(root, config, layout, read, progress)
+        context = LabelContext(str(cache_dir), read.cache.dims, model)
+        manifest = run_sharded(
+            out_dir,
+            load_schema(*SCHEMA),
+            read.units,
+            functools.partial(label_shard, context),
+            command=command_line(),
+            parameters={**config.parameters(), "llp": str(root)},
+            shard_size=config.shard_videos,
+            pre_rejections=pre,
+            workers=config.workers,
+            description="migrate-labels: labelling",
+            progress=progress,
+        )
+        scores, matrices = evaluate_splits(root, out_dir, read.units)
+        target_summary = run_target(config, layout, read, model, out_dir, progress) if config.target else None
+    finally:
+        read.cache.remove()
+    manifest.summary = {
+        **fit_summary,
+        "videos": {split: sum(1 for u in read.units if u.split == split) for split in ("train", "val", "test")},
+        "scores": {split: {k: v for k, v in s.items() if k != "per_class_f1"} for split, s in scores.items()},
+        **({"target": target_summary} if target_summary else {}),
+    }
+    manifest.write(out_dir)
+    report = write_report(out_dir / "report.html", config, manifest, scores, matrices, target_summary)
+    print_score_table(scores, target_summary)
+    return MigrationResult(out_dir, manifest, scores, target_summary, report)
