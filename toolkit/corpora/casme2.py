@@ -245,7 +245,11 @@ def read_casme2(root: Path | str, layout: Layout = "auto", sheet: Path | str | N
         if not any(row.values()):
             continue  # trailing empty spreadsheet rows are not inputs
         source = f"{sheet_path.name} row {index + 2}"  # row 1 is the header
-        input_id = f"{row['Subject'] or '?'}/{row['Filename'] or '?'}"
+        try:
+            subject_id = _subject_folder(row["Subject"])
+        except _RowError:
+            subject_id = row["Subject"] or "?"
+        input_id = f"{subject_id}/{row['Filename'] or '?'}"
         try:
             sample = _parse_row(row, source, root, layout_name, frame_folder)
             input_id = sample.sample_id
