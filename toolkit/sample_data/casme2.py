@@ -96,9 +96,11 @@ AU_TEMPLATES = {
     "surprise": ("1+2", "1", "2", "1+2+5", "R1+R2"),
     "repression": ("14", "15", "17", "14+17", "15+17", "R14", "L15"),
     "others": ("4", "17", "L12", "14", "7", "R15", "24", "1+2", "L4"),
-    "sadness": ("1+4+15", "17"),
-    "fear": ("1+2+4", "20"),
+    "sadness": ("1+15", "4+15", "17"),
+    "fear": ("20", "4+20", "1+2+20"),
 }
+# Spellings of the real sheet that every corpus with these emotions contains at least once.
+REQUIRED_CELLS = (("happiness", "R12"), ("happiness", "L10+R12"), ("disgust", "4+7+L10"), ("surprise", "1+2"))
 # AUs the generator may plant unlisted: clearly visible, one main region each.
 EXTRA_AU_CANDIDATES = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
 
@@ -294,6 +296,7 @@ def plan_corpus(config: Casme2SampleConfig) -> tuple[list[SubjectLook], list[Sam
         )
 
     samples: list[SamplePlan] = []
+    used_cells: set[str] = set()
     for subject_index, subject_emotions in enumerate(emotions):
         episodes: set[str] = set()
         for emotion in subject_emotions:
@@ -303,6 +306,10 @@ def plan_corpus(config: Casme2SampleConfig) -> tuple[list[SubjectLook], list[Sam
                     episodes.add(episode)
                     break
             template = AU_TEMPLATES[emotion][int(rng.integers(len(AU_TEMPLATES[emotion])))]
+            pending = [cell for e, cell in REQUIRED_CELLS if e == emotion and cell not in used_cells]
+            if pending:  # the real sheet's spellings, guaranteed once each
+                template = pending[0]
+            used_cells.add(template)
             labels = parse_au_string(template)
             onset = int(rng.integers(1, 300))
             apex_index = int(round(rng.uniform(0.3, 0.55) * (config.frames - 1)))
@@ -325,6 +332,11 @@ def plan_corpus(config: Casme2SampleConfig) -> tuple[list[SubjectLook], list[Sam
             )
         # sheet order within a subject: by episode name, as in the real file
     samples.sort(key=lambda s: (s.subject, s.episode))
+    if not any(isinstance(p.au_cell, str) and " " in p.au_cell for p in samples):
+        for index, plan in enumerate(samples):
+            if len(plan.labelled) > 1:  # at least one cell with spaces, as in the real sheet
+                samples[index] = replace(plan, au_cell=format_au_labels(plan.labelled).replace("+", " + "))
+                break
 
     count = len(samples)
     order = [int(i) for i in rng.permutation(count)]
