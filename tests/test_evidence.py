@@ -1,0 +1,97 @@
+"""AU evidence: region statistics, the dual constraint, unlabelled motion, apex estimate."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mertk.au.evidence import (
+    EvidenceParameters,
+    RegionMotion,
+    curve_value,
+    estimate_apex,
+    find_unlabelled_motion,
+    region_motion,
+    score_labels,
+    supported_aus,
+)
+from mertk.au.facs import REGION_NAMES, SIDES, AuLabel, RegionBox, expected_direction
+
+PARAMS = EvidenceParameters()
+
+
+def _still() -> dict[tuple[str, str], RegionMotion]:
+    return {(r, s): RegionMotion(r, s, 0.01, 0.0, 0.01, 0.0, 0.2, 0.0) for r in REGION_NAMES for s in SIDES}
+
+
+def _moving(motions: dict, region: str, side: str, dx: float, dy: float, coherence: float = 0.95) -> None:
+    magnitude = math.hypot(dx, dy)
+    motions[(region, side)] = RegionMotion(region, side, dx, dy, magnitude, math.degrees(math.atan2(-dy, dx)), coherence, 0.01)
+
+
+def test_region_motion_statistics():
+    flow = np.zeros((20, 20, 2), np.float32)
+    flow[5:10, 5:10] = (0.0, -2.0)  # straight up, 2 % IOD
+    strain = np.full((20, 20), 0.5, np.float32)
+    motion = region_motion(flow, strain, RegionBox("inner_brow", "L", 5, 5, 10, 10))
+    assert (motion.dx, motion.dy, motion.magnitude) == pytest.approx((0.0, -2.0, 2.0))
+    assert motion.direction_deg == pytest.approx(90.0)
+    assert motion.coherence == pytest.approx(1.0) and motion.strain == pytest.approx(0.5)
+    flow[5:10, 5:7] = (0.0, 2.0)  # two fifths move the other way: coherence drops
+    mixed = region_motion(flow, strain, RegionBox("inner_brow", "L", 5, 5, 10, 10))
+    assert mixed.coherence == pytest.approx(0.2)
+    outside = region_motion(flow, strain, RegionBox("chin", "R", 40, 40, 50, 50))
+    assert outside.magnitude == 0.0
+
+
+def test_labelled_motion_in_the_facs_direction_is_supported():
+    motions = _still()
+    _moving(motions, "lip_corner", "L", *[2.0 * c for c in expected_direction(12, "lip_corner", "L")])
+    evidence = score_labels([AuLabel(12, "L")], list(motions.values()), PARAMS)
+    primary = [e for e in evidence if e.primary]
+    assert [(e.au, e.side, e.region, e.supported) for e in primary] == [(12, "L", "lip_corner", True)]
+    assert primary[0].score == pytest.approx(1.0)
+    assert supported_aus(evidence) == [(12, "L", pytest.approx(2.0))]
+
+
+def test_wrong_direction_or_no_motion_is_not_supported():
+    motions = _still()
+    _moving(motions, "lip_corner", "L", 0.0, 2.0)  # down: AU15, not AU12
+    evidence = score_labels([AuLabel(12, None)], list(motions.values()), PARAMS)
+    by_side = {e.side: e for e in evidence if e.primary}
+    assert set(by_side) == {"L", "R"}  # an unsided label is checked on both sides
+    assert not by_side["L"].supported and by_side["L"].score < 0
+    assert not by_side["R"].supported and abs(by_side["R"].score) < 0.05  # still: score damped to ~0
+    assert supported_aus(evidence) == []
+
+
+def test_mirrored_sides_and_both_sided_support():
+    motions = _still()
+    for side in SIDES:
+        _moving(motions, "inner_brow", side, *[1.5 * c for c in expected_direction(4, "inner_brow", side)])
+    evidence = score_labels([AuLabel(4)], list(motions.values()), PARAMS)
+    assert all(e.supported for e in evidence if e.primary)
+    assert supported_aus(evidence) == [(4, None, pytest.approx(1.5))]
+
+
+def test_unlabelled_strong_motion_is_recorded_with_best_fitting_au():
+    motions = _still()
+    _moving(motions, "inner_brow", "R", 0.0, -2.5)  # AU1-like, not labelled
+    _moving(motions, "lip_corner", "L", 1.4, -1.4)  # labelled AU12 covers it
+    _moving(motions, "cheek", "R", 1.0, 1.0, coherence=0.2)  # strong but incoherent: noise
+    found = find_unlabelled_motion(list(motions.values()), [AuLabel(12, "L")], PARAMS)
+    assert [(u.region, u.side, u.au) for u in found] == [("inner_brow", "R", 1)]
+    assert found[0].score == pytest.approx(1.0)
+    _moving(motions, "chin", "L", 2.0, 0.0)  # sideways: no AU's direction fits
+    found = find_unlabelled_motion(list(motions.values()), [AuLabel(12, "L")], PARAMS)
+    assert ("chin", "L", None) in [(u.region, u.side, u.au) for u in found]
+
+
+def test_apex_estimate_and_curve_value():
+    assert estimate_apex([10, 14, 18, 22], [0.0, 1.0, 3.0, 2.0]) == 18
+    assert estimate_apex([10, 14], [1.0, 1.0]) == 10  # earliest on a tie
+    with pytest.raises(ValueError):
+        estimate_apex([], [])
+    motions = list(_still().values())
+    assert curve_value(motions) == pytest.approx(0.01)
