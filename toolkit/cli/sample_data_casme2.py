@@ -21,6 +21,7 @@ def sample_casme2(
     height: Optional[int] = typer.Option(None, "--height", help="Frame height in pixels."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip, onset to offset."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", help="JPEG quality of the frames (1-100)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering subjects in parallel (same bytes for any value)."),
 ) -> None:
     """Write a deterministic CASME II corpus: frames, coding sheet (real columns and quirks), and the truth beside them.
 
@@ -47,7 +48,7 @@ def sample_casme2(
         if total_samples is None and samples_per_subject is not None:
             config = replace(config, total_samples=None)
         with progress_bar(config.sample_count, "casme2 samples") as advance:
-            summary = generate_casme2(out, config, progress=advance)
+            summary = generate_casme2(out, config, progress=advance, workers=workers)
     except SampleDataError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2)

@@ -412,17 +412,21 @@ class SubjectCanvas:
     points_68_2: np.ndarray = field(repr=False, default=None)
     face_detected: bool = False
 
+    _base_maps: tuple[np.ndarray, np.ndarray] | None = field(repr=False, default=None)
+
     def render(self, displacement_hw2: np.ndarray | None) -> np.ndarray:
         """Frame whose content at x comes from the neutral subject at x - displacement(x); float32 RGB."""
         import cv2
 
-        ys, xs = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
-        if displacement_hw2 is not None:
-            xs = xs - displacement_hw2[..., 0]
-            ys = ys - displacement_hw2[..., 1]
         m = self.frame_to_photo_23.astype(np.float32)
-        map_x = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
-        map_y = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+        if self._base_maps is None:
+            ys, xs = np.mgrid[0 : self.height, 0 : self.width].astype(np.float32)
+            self._base_maps = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2], m[1, 0] * xs + m[1, 1] * ys + m[1, 2])
+        map_x, map_y = self._base_maps
+        if displacement_hw2 is not None:
+            dx, dy = displacement_hw2[..., 0], displacement_hw2[..., 1]
+            map_x = map_x - (m[0, 0] * dx + m[0, 1] * dy)
+            map_y = map_y - (m[1, 0] * dx + m[1, 1] * dy)
         return cv2.remap(self.photo_rgb, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
@@ -566,8 +570,9 @@ def render_sample(canvas: SubjectCanvas, plan: SamplePlan, config: Casme2SampleC
     for index in range(frames):
         displacement = expression * np.float32(profile[index]) + head[index]
         rgb = canvas.render(displacement)
-        rgb += rng.normal(0.0, config.noise_sigma, rgb.shape).astype(np.float32)
-        jpegs.append(_jpeg(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), config.jpeg_quality))
+        # Luminance sensor noise, independent per frame and pixel.
+        rgb += rng.standard_normal(shape_hw + (1,), dtype=np.float32) * np.float32(config.noise_sigma) + np.float32(0.5)
+        jpegs.append(_jpeg(np.clip(rgb, 0, 255).astype(np.uint8), config.jpeg_quality))
     apex_head = head[apex_index]
     truth = {
         "flow_hw2": forward_flow_hw2(expression + apex_head),
@@ -717,31 +722,33 @@ def _write(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def generate_casme2(
-    out_dir: Path | str,
-    config: Casme2SampleConfig = SCALES["default"],
-    progress: Callable[[int], None] | None = None,
-) -> Casme2SampleSummary:
-    """Write the corpus under `out_dir` (see the module docstring). `progress(n)` is told of each finished sample."""
-    out_dir = Path(out_dir)
-    looks, samples = plan_corpus(config)
-    prepare_out_dir(out_dir)
-    canvases: dict[int, SubjectCanvas] = {}
-    total_bytes = 0
-    total_frames = 0
-    for index, look in enumerate(looks):
+def _subject_canvas(subject: int, look: SubjectLook, config: Casme2SampleConfig) -> SubjectCanvas:
+    """The subject's canvas; retries deterministically with a milder look if dlib finds no face."""
+    canvas = build_subject(look, config.width, config.height)
+    attempt = 0
+    while not canvas.face_detected and attempt < 5:
+        attempt += 1
+        look = replace(look, rotation_deg=look.rotation_deg / 2, centre_shift_xy=(0.0, 0.0), face_fraction=0.55)
         canvas = build_subject(look, config.width, config.height)
-        attempt = 0
-        while not canvas.face_detected and attempt < 5:  # deterministic retries with a milder look
-            attempt += 1
-            look = replace(look, rotation_deg=look.rotation_deg / 2, centre_shift_xy=(0.0, 0.0), face_fraction=0.55, mirror=look.mirror)
-            canvas = build_subject(look, config.width, config.height)
-        if not canvas.face_detected:
-            raise SampleDataError(f"dlib finds no face on generated subject sub{index + 1:02d} at {config.width}x{config.height}; use larger frames")
-        canvases[index + 1] = canvas
+    if not canvas.face_detected:
+        raise SampleDataError(f"dlib finds no face on generated subject sub{subject:02d} at {config.width}x{config.height}; use larger frames")
+    return canvas
 
-    for plan in samples:
-        canvas = canvases[plan.subject]
+
+@dataclass
+class _SubjectResult:
+    subject: int
+    look: SubjectLook
+    inter_ocular_px: float
+    frames: int
+    bytes_written: int
+
+
+def _write_subject(subject: int, look: SubjectLook, plans: list[SamplePlan], config: Casme2SampleConfig, out_dir: Path) -> _SubjectResult:
+    """Render and write every sample of one subject (one unit of work; runs in a worker process)."""
+    canvas = _subject_canvas(subject, look, config)
+    total_bytes = total_frames = 0
+    for plan in plans:
         jpegs, truth = render_sample(canvas, plan, config)
         folder = out_dir / FRAMES_FOLDER / plan.subject_folder / plan.episode
         for offset, data in enumerate(jpegs):
@@ -749,8 +756,44 @@ def generate_casme2(
         total_frames += len(jpegs)
         flow_name = plan.sample_id.replace("/", "_") + ".npz"
         total_bytes += _write(out_dir / GROUND_TRUTH_FLOW_FOLDER / flow_name, npz_bytes(truth))
-        if progress is not None:
-            progress(1)
+    return _SubjectResult(subject, canvas.look, round(_iod(canvas.points_68_2), 2), total_frames, total_bytes)
+
+
+def generate_casme2(
+    out_dir: Path | str,
+    config: Casme2SampleConfig = SCALES["default"],
+    progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+) -> Casme2SampleSummary:
+    """Write the corpus under `out_dir` (see the module docstring).
+
+    `progress(n)` is told of finished samples; `workers` > 1 renders subjects in parallel
+    processes (the bytes do not depend on it).
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    out_dir = Path(out_dir)
+    looks, samples = plan_corpus(config)
+    prepare_out_dir(out_dir)
+    jobs = [(index + 1, look, [p for p in samples if p.subject == index + 1]) for index, look in enumerate(looks)]
+    results: dict[int, _SubjectResult] = {}
+    if workers <= 1:
+        for subject, look, plans in jobs:
+            results[subject] = _write_subject(subject, look, plans, config, out_dir)
+            if progress is not None:
+                progress(len(plans))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_write_subject, subject, look, plans, config, out_dir): len(plans) for subject, look, plans in jobs}
+            for future in as_completed(futures):
+                result = future.result()
+                results[result.subject] = result
+                if progress is not None:
+                    progress(futures[future])
+    total_bytes = sum(r.bytes_written for r in results.values())
+    total_frames = sum(r.frames for r in results.values())
+    final_looks = {subject: results[subject].look for subject in sorted(results)}
+    inter_ocular = {f"sub{subject:02d}": results[subject].inter_ocular_px for subject in sorted(results)}
 
     total_bytes += _write(out_dir / SHEET_NAME, xlsx_bytes(samples))
     total_bytes += _write(out_dir / GROUND_TRUTH_NAME, _parquet_bytes(ground_truth_table(samples)))
@@ -759,11 +802,11 @@ def generate_casme2(
         emotions[plan.emotion] = emotions.get(plan.emotion, 0) + 1
     summary = Casme2SampleSummary(
         out_dir=out_dir,
-        subjects=len(looks),
+        subjects=len(results),
         samples=len(samples),
         frames=total_frames,
-        faces_detected=sum(c.face_detected for c in canvases.values()),
-        inter_ocular_px={f"sub{k:02d}": round(_iod(c.points_68_2), 2) for k, c in canvases.items()},
+        faces_detected=len(results),
+        inter_ocular_px=inter_ocular,
         bytes_written=0,
         emotions=dict(sorted(emotions.items())),
         missing_labels=sum(any((l.au, l.side) not in {(p.au, p.side) for p in s.planted} for l in s.labelled) for s in samples),
@@ -773,7 +816,7 @@ def generate_casme2(
     info = {
         "generator": "mertk sample-data casme2",
         "config": asdict(config),
-        "subjects": {f"sub{k:02d}": asdict(c.look) for k, c in canvases.items()},
+        "subjects": {f"sub{k:02d}": asdict(look) for k, look in final_looks.items()},
         "inter_ocular_px": summary.inter_ocular_px,
         "samples": summary.samples,
         "frames": summary.frames,
