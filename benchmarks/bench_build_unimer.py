@@ -1,0 +1,172 @@
+"""Benchmark of `mertk build-unimer` at CASME II scale, and of the three flow methods.
+
+Prints:
+  * samples per second and total wall time of a full build (DIS, `--workers`, default 2),
+  * the time to only decode the same frames (the same files, at full size; and with the same
+    decoder calls as the build, which reads the motion-curve frames at half size) with the same
+    number of processes, and the ratio build / decode,
+  * the Done-when figures against the planted truth,
+  * per flow method: endpoint error (pixels of the aligned crop) of onset->apex flow against the
+    planted field inside the facial regions, and its time per frame pair.
+
+The corpus is made once by `mertk sample-data casme2 --scale casme2` (255 samples, 640x480,
+60 frames each) into the cache folder and reused.
+
+    .venv/bin/python benchmarks/bench_build_unimer.py [--cache DIR] [--workers 2] [--epe-samples 40]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def ensure_corpus(cache: Path) -> Path:
+    from mertk.sample_data.casme2 import SCALES, generate_casme2
+
+    marker = cache / "mertk_sample.json"
+    if marker.is_file():
+        return cache
+    print(f"generating the CASME II-scale corpus into {cache} (once) ...", flush=True)
+    started = time.perf_counter()
+    generate_casme2(cache, SCALES["casme2"])
+    print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    return cache
+
+
+def _decode_chunk(jobs: list[tuple[str, bool]]) -> int:
+    cv2.setNumThreads(1)
+    total = 0
+    for path, half in jobs:
+        image = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_2 if half else cv2.IMREAD_GRAYSCALE)
+        total += image.size
+    return total
+
+
+def decode_seconds(jobs: list[tuple[str, bool]], workers: int) -> float:
+    chunks = [jobs[i::workers] for i in range(workers)]
+    started = time.perf_counter()
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_decode_chunk, chunks))
+    else:
+        _decode_chunk(jobs)
+    return time.perf_counter() - started
+
+
+def decoded_frames(run) -> list[tuple[str, bool]]:
+    """The frames the build decoded: onset and apex at full size, the curve frames at half size."""
+    jobs = []
+    for m in run.measurements:
+        s = m.sample
+        jobs.append((str(s.frame_path(s.onset_frame)), False))
+        jobs.append((str(s.frame_path(m.apex_frame)), False))
+        jobs += [(str(s.frame_path(n)), True) for n in m.curve_frames]
+    return jobs
+
+
+def flow_method_figures(corpus: Path, samples: int) -> dict:
+    """EPE against the planted onset->apex field inside the facial regions, and seconds per pair."""
+    import pandas as pd
+
+    from mertk.au.facs import region_boxes
+    from mertk.corpora.casme2 import read_casme2
+    from mertk.face import find_face
+    from mertk.flow import FLOW_METHODS, endpoint_error, estimate_flow
+    from mertk.flow.crop import align_face
+
+    cv2.setNumThreads(1)
+    truth = pd.read_parquet(corpus / "ground_truth.parquet").drop_duplicates("sample_id").set_index("sample_id")
+    listing = read_casme2(corpus)
+    pairs = []
+    for sample in listing.samples[:samples]:
+        apex = int(truth.loc[sample.sample_id, "apex_frame"])
+        onset = cv2.imread(str(sample.frame_path(sample.onset_frame)), cv2.IMREAD_GRAYSCALE)
+        apex_frame = cv2.imread(str(sample.frame_path(apex)), cv2.IMREAD_GRAYSCALE)
+        face = find_face(onset, upsample=0)
+        alignment = align_face(face.points_68_2)
+        matrix = alignment.frame_to_crop_23
+        planted = np.load(corpus / "ground_truth_flow" / (sample.sample_id.replace("/", "_") + ".npz"))["flow_hw2"]
+        # The planted field in crop coordinates: resample positions, then rotate and scale the vectors.
+        size = alignment.size
+        u = cv2.warpAffine(planted[..., 0], matrix, (size, size), flags=cv2.INTER_LINEAR)
+        v = cv2.warpAffine(planted[..., 1], matrix, (size, size), flags=cv2.INTER_LINEAR)
+        linear = matrix[:, :2]
+        truth_hw2 = np.stack([linear[0, 0] * u + linear[0, 1] * v, linear[1, 0] * u + linear[1, 1] * v], axis=-1).astype(np.float32)
+        mask = np.zeros((size, size), bool)
+        for box in region_boxes(alignment.points_to_crop(face.points_68_2)).values():
+            mask |= box.mask((size, size))
+        pairs.append((alignment.warp(onset), alignment.warp(apex_frame), truth_hw2, mask))
+    figures = {}
+    for method in FLOW_METHODS:
+        errors, zero_errors, seconds = [], [], 0.0
+        estimate_flow(pairs[0][0], pairs[0][1], method)  # warm-up (engine creation)
+        for onset_crop, apex_crop, truth_hw2, mask in pairs:
+            started = time.perf_counter()
+            flow = estimate_flow(onset_crop, apex_crop, method)
+            seconds += time.perf_counter() - started
+            errors.append(endpoint_error(flow, truth_hw2, mask))
+            zero_errors.append(endpoint_error(np.zeros_like(truth_hw2), truth_hw2, mask))
+        figures[method] = {
+            "epe_face_regions_px": round(float(np.mean(errors)), 4),
+            "epe_of_zero_flow_px": round(float(np.mean(zero_errors)), 4),
+            "ms_per_pair_224": round(1000 * seconds / len(pairs), 2),
+            "pairs": len(pairs),
+        }
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mertk-bench" / "casme2")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epe-samples", type=int, default=40)
+    parser.add_argument("--skip-build", action="store_true", help="only the flow-method figures")
+    args = parser.parse_args()
+
+    from mertk.pipelines.unimer import UnimerParameters, build_unimer, truth_agreement
+
+    corpus = ensure_corpus(args.cache)
+    results: dict = {"corpus": str(corpus)}
+    if not args.skip_build:
+        out = Path(tempfile.mkdtemp(prefix="bench-unimer-"))
+        try:
+            started = time.perf_counter()
+            run = build_unimer(corpus, out, UnimerParameters(flow_method="dis"), workers=args.workers, progress=False)
+            build_s = time.perf_counter() - started
+            jobs = decoded_frames(run)
+            full_jobs = [(path, False) for path, _ in jobs]
+            decode_same_calls = decode_seconds(jobs, args.workers)
+            decode_full = decode_seconds(full_jobs, args.workers)
+            samples = run.manifest.inputs_seen
+            results.update(
+                {
+                    "samples": samples,
+                    "workers": args.workers,
+                    "build_wall_s": round(build_s, 2),
+                    "samples_per_s": round(samples / build_s, 2),
+                    "frames_decoded": len(jobs),
+                    "decode_only_full_size_s": round(decode_full, 2),
+                    "decode_only_same_calls_s": round(decode_same_calls, 2),
+                    "ratio_build_to_decode_full_size": round(build_s / decode_full, 2),
+                    "ratio_build_to_decode_same_calls": round(build_s / decode_same_calls, 2),
+                    "goal_wall_le_60s": build_s <= 60,
+                    "truth": truth_agreement(run.out_dir, corpus / "ground_truth.parquet"),
+                    "report_bytes": (run.out_dir / "report.html").stat().st_size,
+                }
+            )
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    results["flow_methods"] = flow_method_figures(corpus, args.epe_samples)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
