@@ -196,7 +196,9 @@ def _val_truth(root: Path, units: Sequence[VideoUnit]) -> tuple[np.ndarray, Dens
     labelled = np.array([u.split == "val" for u in units])
     if not labelled.any():
         return None
-    dense = read_dense_labels(files["audio"], files["visual"], [u.filename for u in units if u.split == "val"])
+    dense = read_dense_labels(
+        files["audio"], files["visual"], [u.filename for u in units if u.split == "val"], [u.filename for u in units if u.split != "val"]
+    )
     return labelled, dense
 
 
@@ -366,7 +368,8 @@ def dense_truth(root: Path, units: Sequence[VideoUnit]) -> dict[str, tuple[list[
         rows = [row for row, unit in enumerate(units) if unit.split == split]
         if not rows:
             continue
-        dense = read_dense_labels(source["audio"], source["visual"], [units[row].filename for row in rows])
+        others = [unit.filename for unit in units if unit.split != split]
+        dense = read_dense_labels(source["audio"], source["visual"], [units[row].filename for row in rows], others)
         out[split] = (rows, dense, f"{Path(source['audio']).name} / {Path(source['visual']).name}")
     return out
 

@@ -267,7 +267,7 @@ def clip_text_anchors(checkpoint: Path | str, prompts: Sequence[str] | None = No
     tokenizer_module = _load_module_from_clip_package("simple_tokenizer")
     try:
         model = model_module.build_model(dict(state_dict)).float().eval()
-    except (KeyError, RuntimeError, AttributeError, TypeError) as error:
+    except Exception as error:  # build_model fails with KeyError, AssertionError, RuntimeError, ...
         raise AnchorError(f"{checkpoint}: not a CLIP state dict ({type(error).__name__}: {error})") from None
     tokenizer = tokenizer_module.SimpleTokenizer()
     prompts = list(prompts or [class_prompt(name) for name in LLP_CLASSES])

@@ -56,48 +56,60 @@ def print_score_table(scores: dict[str, Any], target: dict[str, Any] | None) -> 
         console.print("no split with dense labels: no quality table (the eval CSVs or ground_truth_*.csv are needed)")
 
 
-def _per_class_figure(split: str, per_class: dict[str, Any]) -> bytes:
+def _per_class_figure(scores: dict[str, Any]) -> bytes:
+    """Per-class segment F1, pseudo-labels beside naive: one row per split, one column per modality."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(14, 4.2), sharey=True)
+    splits = list(scores)
+    figure, axes = plt.subplots(len(splits), 2, figsize=(14, 3.4 * len(splits)), sharey=True, squeeze=False)
     x = np.arange(len(LLP_CLASSES))
-    for axis, modality in zip(axes, MODALITIES):
-        pseudo = np.nan_to_num(np.array(per_class[modality]["pseudo"], dtype=float), nan=0.0)
-        naive = np.nan_to_num(np.array(per_class[modality]["naive"], dtype=float), nan=0.0)
-        axis.bar(x - 0.2, 100 * naive, width=0.4, label="naive (weak label everywhere)", color="#bbbbbb")
-        axis.bar(x + 0.2, 100 * pseudo, width=0.4, label="pseudo-labels", color="#3b75af")
-        axis.set_xticks(x, LLP_CLASSES, rotation=75, fontsize=7)
-        axis.set_title(f"{split}: {modality} segment F1 per class")
-        axis.set_ylim(0, 100)
-    axes[0].set_ylabel("F1 (%)")
-    axes[0].legend(fontsize=8, loc="lower left")
+    for split, axes_row in zip(splits, axes):
+        per_class = scores[split]["per_class_f1"]
+        for axis, modality in zip(axes_row, MODALITIES):
+            pseudo = np.nan_to_num(np.array(per_class[modality]["pseudo"], dtype=float), nan=0.0)
+            naive = np.nan_to_num(np.array(per_class[modality]["naive"], dtype=float), nan=0.0)
+            axis.bar(x - 0.2, 100 * naive, width=0.4, label="naive (weak label everywhere)", color="#bbbbbb")
+            axis.bar(x + 0.2, 100 * pseudo, width=0.4, label="pseudo-labels", color="#3b75af")
+            axis.set_xticks(x, LLP_CLASSES if split == splits[-1] else [], rotation=75, fontsize=7)
+            axis.set_title(f"{split}: {modality} segment F1 per class", fontsize=9)
+            axis.set_ylim(0, 100)
+        axes_row[0].set_ylabel("F1 (%)")
+    axes[0][0].legend(fontsize=8, loc="lower left")
     return figure_png(figure)
 
 
-def _timeline_figure(filename: str, pred: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray], weak_c: np.ndarray) -> bytes:
+def _timeline_figure(videos: list[tuple[str, tuple, tuple, np.ndarray]]) -> bytes:
+    """One row per video, one column per modality: true segments above, migrated below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    classes = sorted(set(np.flatnonzero(weak_c)) | set(np.flatnonzero(truth[0].any(1) | truth[1].any(1))))
-    figure, axes = plt.subplots(1, 2, figsize=(10, 0.5 + 0.45 * max(len(classes), 1)), squeeze=False)
-    for axis, modality, p, t in zip(axes[0], MODALITIES, pred, truth):
-        for row, c in enumerate(classes):
-            for segment in range(10):
-                if t[c, segment]:
-                    axis.add_patch(plt.Rectangle((segment, row - 0.4), 1, 0.35, color="#2ca02c"))
-                if p[c, segment]:
-                    axis.add_patch(plt.Rectangle((segment, row + 0.05), 1, 0.35, color="#3b75af"))
-        axis.set_xlim(0, 10)
-        axis.set_ylim(-0.6, max(len(classes), 1) - 0.4)
-        axis.set_yticks(range(len(classes)), [LLP_CLASSES[c] for c in classes], fontsize=8)
-        axis.invert_yaxis()
-        axis.set_xticks(range(11))
-        axis.set_title(f"{filename} {modality}: true (green, upper) vs migrated (blue, lower)", fontsize=8)
+    rows_per_video = []
+    for _, _, truth, weak_c in videos:
+        rows_per_video.append(sorted(set(np.flatnonzero(weak_c)) | set(np.flatnonzero(truth[0].any(1) | truth[1].any(1)))))
+    heights = [max(len(classes), 1) for classes in rows_per_video]
+    figure, axes = plt.subplots(
+        len(videos), 2, figsize=(11, 0.6 + 0.42 * sum(heights) + 0.5 * len(videos)), squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for (filename, pred, truth, _), classes, axes_row in zip(videos, rows_per_video, axes):
+        for axis, modality, p, t in zip(axes_row, MODALITIES, pred, truth):
+            for row, c in enumerate(classes):
+                on_true, on_pred = np.flatnonzero(t[c]), np.flatnonzero(p[c])
+                axis.broken_barh([(x, 1) for x in on_true], (row - 0.4, 0.35), color="#2ca02c")
+                axis.broken_barh([(x, 1) for x in on_pred], (row + 0.05, 0.35), color="#3b75af")
+            axis.set_xlim(0, 10)
+            axis.set_ylim(len(classes) - 0.5, -0.6)
+            axis.set_yticks(range(len(classes)), [LLP_CLASSES[c] for c in classes], fontsize=7)
+            axis.set_xticks(range(11))
+            axis.tick_params(axis="x", labelsize=7)
+            axis.set_title(f"{filename} {modality}", fontsize=8)
+    figure.suptitle("true segments (green, upper half) vs migrated (blue, lower half)", fontsize=9)
+    figure.tight_layout()
     return figure_png(figure)
 
 
@@ -119,13 +131,24 @@ def write_report(
     for split, split_scores in scores.items():
         sections.append(f"<h2>{html.escape(split)}: {split_scores['videos']} videos (truth: {html.escape(split_scores['truth'])})</h2>")
         sections.append(table(["metric", "pseudo-labels", "naive", "gain"], score_rows(split_scores)))
-        sections.append(img(_per_class_figure(split, split_scores["per_class_f1"]), f"per-class F1 on {split}"))
+    if scores:
+        sections.append("<h2>Per-class segment F1</h2>")
+        sections.append(img(_per_class_figure(scores), "per-class segment F1 per split"))
+        # Timelines of a few videos of one split (test when it has dense labels).
+        split = "test" if "test" in matrices else list(matrices)[-1]
         data = matrices[split]
         shown = min(timelines, len(data["filenames"]))
-        for row in np.linspace(0, len(data["filenames"]) - 1, shown).astype(int) if shown else []:
-            pred = (data["pred"][0][row], data["pred"][1][row])
-            truth = (data["truth"][0][row], data["truth"][1][row])
-            sections.append(img(_timeline_figure(data["filenames"][row], pred, truth, data["weak"][row]), f"timeline {data['filenames'][row]}"))
+        picked = [
+            (
+                data["filenames"][row],
+                (data["pred"][0][row], data["pred"][1][row]),
+                (data["truth"][0][row], data["truth"][1][row]),
+                data["weak"][row],
+            )
+            for row in np.linspace(0, len(data["filenames"]) - 1, shown).astype(int)
+        ]
+        sections.append(f"<h2>Timelines of {len(picked)} {html.escape(split)} videos</h2>")
+        sections.append(img(_timeline_figure(picked), f"timelines of {len(picked)} {split} videos"))
     if target:
         sections.append("<h2>Target corpus (k-nearest-neighbour migration)</h2>")
         if "knn" in target:

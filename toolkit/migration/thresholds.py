@@ -21,6 +21,7 @@ from mertk.migration.anchors import SIMILARITY_BINS, bin_edges
 
 MIN_SEGMENTS = 10  # fewer segments than this: no shape to split, migrate all of them
 THRESHOLD_RULES = ("midpoint", "otsu")
+EDGE_SLACK = 1e-6  # a cut at a bin edge keeps the whole bin above it despite rounding
 ABSENT_QUANTILE = 0.5
 PRESENT_QUANTILE = 0.9
 
@@ -54,7 +55,7 @@ def otsu_threshold(counts_b: np.ndarray) -> float:
         return float("inf")
     occupied = np.flatnonzero(counts_b)
     if total < MIN_SEGMENTS or len(occupied) == 1:
-        return float(edges[occupied[0]])
+        return float(edges[occupied[0]]) - EDGE_SLACK
     centres = 0.5 * (edges[:-1] + edges[1:])
     weight_low = np.cumsum(counts_b)[:-1].astype(np.float64)
     weight_high = total - weight_low
@@ -66,7 +67,7 @@ def otsu_threshold(counts_b: np.ndarray) -> float:
     # Ties (flat stretches between the modes): take the middle of the best stretch.
     best = np.flatnonzero(between >= between.max() - 1e-9 * abs(between.max()))
     split = int(best[len(best) // 2]) + 1  # the edge after bin `split - 1`
-    return float(edges[split])
+    return float(edges[split]) - EDGE_SLACK
 
 
 def calibrated_threshold(positive_b: np.ndarray, negative_b: np.ndarray) -> float | None:
@@ -79,7 +80,7 @@ def calibrated_threshold(positive_b: np.ndarray, negative_b: np.ndarray) -> floa
     fn = positive_b.sum() - tp
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
     best = np.flatnonzero(f1 >= f1.max() - 1e-12)
-    return float(edges[int(best[len(best) // 2])])
+    return float(edges[int(best[len(best) // 2])]) - EDGE_SLACK
 
 
 def label_free_thresholds(counts_c_b: np.ndarray, null_c_b: np.ndarray, rule: str = "midpoint") -> np.ndarray:

@@ -1,0 +1,209 @@
+"""`mertk migrate-labels` end to end on a generated 40-video corpus: quality, validate, rejections, resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import mertk.pipelines.label_migration as label_migration
+from mertk.cli.app import app
+from mertk.pipelines.label_migration import MigrationConfig, migrate_labels
+from mertk.sample_data.llp import make_sample_llp
+from mertk.shards.io import read_shards
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("llp40")
+    make_sample_llp(out, seed=0, train=24, val=8, test=8, progress=False)
+    return out
+
+
+def run_cli(*args: str):
+    return runner.invoke(app, ["migrate-labels", *args])
+
+
+def manifest(out: Path, *parts: str) -> dict:
+    return json.loads((out.joinpath("avvp_pseudo", *parts) / "manifest.json").read_text())
+
+
+def gains(data: dict, split: str) -> dict[str, float]:
+    scores = data["summary"]["scores"][split]
+    return {k: scores["pseudo"]["segment"][k] - scores["naive"]["segment"][k] for k in ("audio", "visual", "type")}
+
+
+def test_han_end_to_end_beats_naive_and_validates(corpus: Path, tmp_path: Path):
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    data = manifest(tmp_path)
+    assert data["inputs_seen"] == 40 and data["inputs_written"] == 40 and data["rows_written"] == 800
+    assert data["parameters"]["features"] == "han" and "Speech" in data["summary"]["thresholds"]["audio"]
+    # 24 train videos give few single-label prototypes per class: better than naive, not by 10
+    # points (the 10-point goal on the 320-video sample is the slow test below).
+    for split in ("train", "test"):
+        assert min(gains(data, split).values()) > 0, (split, gains(data, split))
+    table = read_shards(tmp_path / "avvp_pseudo")
+    weak = {line.split("\t")[0]: set(line.split("\t")[1].split(",")) for line in (corpus / "AVVP_dataset_full.csv").read_text().splitlines()[1:]}
+    for filename, labels, scores in zip(*(table.column(c).to_pylist() for c in ("filename", "labels", "scores"))):
+        assert set(labels) <= weak[filename]  # a class outside the weak label never migrates
+        assert len(scores) == 25 and 0 <= min(scores) and max(scores) <= 1
+    report = (tmp_path / "avvp_pseudo" / "report.html").read_text()
+    assert "Segment Type@AV" in report and "data:image/png;base64" in report
+    validate = runner.invoke(app, ["validate", str(tmp_path)])
+    assert validate.exit_code == 0, validate.output
+
+
+def test_language_aligned_features_with_text_anchors(corpus: Path, tmp_path: Path):
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path), "--features", "clip",
+                     "--text-anchors", str(corpus / "text_anchors.safetensors"))
+    assert result.exit_code == 0, result.output
+    data = manifest(tmp_path)
+    assert data["summary"]["anchors"] == {"audio": "text (file)", "visual": "text (file)"}
+    for split in ("train", "test"):
+        assert min(gains(data, split).values()) > 0, (split, gains(data, split))
+    assert gains(data, "train")["type"] >= 10
+
+
+def test_clip_checkpoint_anchors_and_dimension_mismatch(corpus: Path, tmp_path: Path):
+    from tests.test_migration_methods import tiny_clip_checkpoint
+
+    checkpoint = tiny_clip_checkpoint(tmp_path / "clip768.pt", embed_dim=768)
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path / "a"), "--features", "clip", "--clip-checkpoint", str(checkpoint))
+    assert result.exit_code == 0, result.output
+    anchors = manifest(tmp_path / "a")["summary"]["anchors"]
+    assert anchors["visual"] == "text (CLIP checkpoint)" and anchors["audio"]["kind"] == "prototypes"
+    small = tiny_clip_checkpoint(tmp_path / "clip48.pt", embed_dim=48)
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path / "b"), "--features", "clip", "--clip-checkpoint", str(small))
+    assert result.exit_code == 2 and "dimension 48" in result.output
+
+
+def break_corpus(corpus: Path, target: Path) -> dict[str, str]:
+    """Copy the HAN part of the corpus and break one file of four videos in four ways."""
+    for name in corpus.glob("*.csv"):
+        shutil.copy(name, target / name.name)
+    shutil.copytree(corpus / "feats", target / "feats")
+    ids = sorted(p.stem for p in (target / "feats" / "vggish").glob("*.npy"))
+    filenames = {line.split("\t")[0][:11]: line.split("\t")[0] for line in (corpus / "AVVP_dataset_full.csv").read_text().splitlines()[1:]}
+    (target / "feats" / "vggish" / f"{ids[0]}.npy").unlink()
+    res152 = target / "feats" / "res152" / f"{ids[1]}.npy"
+    res152.write_bytes(res152.read_bytes()[:1000])
+    np.save(target / "feats" / "r2plus1d_18" / f"{ids[2]}.npy", np.zeros((10, 500), dtype=np.float32))
+    bad = np.load(target / "feats" / "vggish" / f"{ids[3]}.npy")
+    bad[4, 0] = np.inf
+    np.save(target / "feats" / "vggish" / f"{ids[3]}.npy", bad)
+    return {
+        filenames[ids[0]]: "missing feature file",
+        filenames[ids[1]]: "truncated or not a .npy array",
+        filenames[ids[2]]: "shape (10, 500), expected (10, 512)",
+        filenames[ids[3]]: "non-finite values",
+    }
+
+
+def test_each_rejection_case_is_recorded_and_the_run_goes_on(corpus: Path, tmp_path: Path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    expected = break_corpus(corpus, broken)
+    result = run_cli("--llp", str(broken), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    data = manifest(tmp_path / "out")
+    assert data["inputs_seen"] == 40 and data["inputs_written"] == 36 and data["inputs_rejected"] == 4
+    by_input = {r["input"]: r for r in data["rejections"]}
+    for filename, reason in expected.items():
+        assert reason in by_input[filename]["reason"] and filename in by_input[filename]["reason"]
+        assert by_input[filename]["file"].endswith(".npy")
+    assert runner.invoke(app, ["validate", str(tmp_path / "out")]).exit_code == 0
+
+
+def test_nothing_usable_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "AVVP_train.csv").write_text("filename\tevent_labels\nBjCEufrlXm4_20_30\tSpeech,Dog\n")
+    result = run_cli("--llp", str(tmp_path), "--out", str(tmp_path / "out"))
+    output = result.output.replace("\n", "")  # the console wraps long lines
+    assert result.exit_code == 2 and "no video has usable han features" in output and "missing feature file" in output
+    missing = run_cli("--llp", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert missing.exit_code == 2 and "not a folder" in missing.output.replace("\n", "")
+    assert run_cli("--llp", str(tmp_path), "--features", "vgg").exit_code == 2
+    assert run_cli("--llp", str(tmp_path), "--calibrate", "test").exit_code == 2
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_interrupted_run_resumes_to_the_same_bytes(corpus: Path, tmp_path: Path, monkeypatch):
+    config = MigrationConfig(shard_videos=8)
+    migrate_labels(corpus, tmp_path / "whole", config, progress=False)
+    original = label_migration.label_shard
+    calls = {"n": 0}
+
+    def failing(context, units):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(context, units)
+
+    monkeypatch.setattr(label_migration, "label_shard", failing)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_labels(corpus, tmp_path / "resumed", config, progress=False)
+    assert len(digests(tmp_path / "resumed" / "avvp_pseudo")) == 2  # two shards were complete
+    monkeypatch.setattr(label_migration, "label_shard", original)
+    migrate_labels(corpus, tmp_path / "resumed", config, progress=False)
+    whole, resumed = digests(tmp_path / "whole" / "avvp_pseudo"), digests(tmp_path / "resumed" / "avvp_pseudo")
+    assert len(whole) == 5 and whole == resumed
+    strip = lambda d: {k: v for k, v in d.items() if k != "versions"}  # noqa: E731
+    assert strip(manifest(tmp_path / "whole")) == strip(manifest(tmp_path / "resumed"))
+    assert not (tmp_path / "resumed" / "avvp_pseudo" / "_state" / "segments").exists()  # cache removed
+
+
+def test_rerun_with_other_parameters_is_refused(corpus: Path, tmp_path: Path):
+    assert run_cli("--llp", str(corpus), "--out", str(tmp_path)).exit_code == 0
+    again = run_cli("--llp", str(corpus), "--out", str(tmp_path), "--refine", "0")
+    assert again.exit_code == 2 and "other parameters" in again.output
+
+
+def test_calibrate_val_fits_thresholds_on_val(corpus: Path, tmp_path: Path):
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path), "--calibrate", "val", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    rules = manifest(tmp_path)["summary"]["threshold_rules"]
+    assert "calibrated on val" in rules["audio"].values() and "calibrated on val" in rules["visual"].values()
+    assert min(gains(manifest(tmp_path), "test").values()) > 0
+
+
+def test_target_corpus_recovers_planted_labels_better_than_chance(corpus: Path, tmp_path: Path):
+    target = tmp_path / "target"
+    make_sample_llp(target, seed=5, train=16, val=0, test=0, progress=False)
+    vocabulary = tmp_path / "vocab.json"
+    vocabulary.write_text(json.dumps({"Cat": None}))
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path / "out"), "--target", str(target), "--vocabulary", str(vocabulary))
+    assert result.exit_code == 0, result.output
+    data = manifest(tmp_path / "out", "target")
+    assert data["inputs_written"] == 16 and data["rows_written"] == 320
+    knn, chance = data["summary"]["knn"]["segment"], data["summary"]["chance"]["segment"]
+    assert knn["type"] > chance["type"] + 20, (knn, chance)
+    table = read_shards(tmp_path / "out" / "avvp_pseudo" / "target")
+    assert set(table.column("split").to_pylist()) == {"target"}
+    assert "Cat" not in {label for labels in table.column("labels").to_pylist() for label in labels}
+    assert runner.invoke(app, ["validate", str(tmp_path / "out")]).exit_code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("features", ["han", "clip"])
+def test_sample_corpus_gains_at_least_ten_points(tmp_path_factory, features: str):
+    """The done-when figures: on the default 320-video sample, each of segment audio F1, visual F1
+    and Type@AV at least 10 points above the naive baseline, on train (full truth) and test."""
+    corpus = tmp_path_factory.mktemp("llp320")
+    make_sample_llp(corpus, progress=False)
+    anchors = str(corpus / "text_anchors.safetensors") if features == "clip" else None
+    result = migrate_labels(corpus, tmp_path_factory.mktemp("out"), MigrationConfig(features=features, text_anchors=anchors), progress=False)
+    for split in ("train", "test"):
+        scores = result.scores[split]
+        for key in ("audio", "visual", "type"):
+            assert scores["pseudo"]["segment"][key] - scores["naive"]["segment"][key] >= 10, (split, key)
