@@ -66,5 +66,42 @@ def mer(
     )
 
 
+@train_app.command("avvp")
+def avvp(
+    llp: Path = typer.Option(..., "--llp", help="LLP folder: the AVVP_*.csv files and the feature folders."),
+    labels: str = typer.Option(..., "--labels", help="Output directory of `mertk migrate-labels` (avvp_pseudo_label.v1), or `none` for weak labels alone."),
+    out: Path = typer.Option(..., "--out", help="Run directory: metrics.json, predictions.parquet (test split), checkpoints."),
+    features: str = typer.Option("han", "--features", help="han (vggish | res152+r2plus1d_18) or clip (CLAP | CLIP)."),
+    epochs: int = typer.Option(20, "--epochs", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    d_model: int = typer.Option(128, "--d-model", min=8),
+    segment_loss_weight: float = typer.Option(1.0, "--segment-loss-weight", help="Weight of the segment-level BCE on migrated labels."),
+    pseudo_target: str = typer.Option("hard", "--pseudo-target", help="hard (migrated labels) or soft (migration scores) segment targets."),
+    unimodal: bool = typer.Option(True, "--unimodal/--no-unimodal", help="Train the uni-modal heads (needed by the soft constraint)."),
+    tie_weight: float = typer.Option(0.5, "--tie-weight", help="Weight of the uni-modal soft constraint; 0 = ablation."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where packed features are cached (default RUN/cache); share it between runs."),
+) -> None:
+    """Train the hybrid-attention AVVP parser; select on val; report the 10 AVVP numbers for val and test."""
+    from mertk.training.avvp import AvvpTrainConfig, train_avvp
+
+    config = AvvpTrainConfig(
+        llp=llp, labels=None if labels.lower() == "none" else Path(labels), out=out, features=features, epochs=epochs,
+        batch_size=batch_size, lr=lr, d_model=d_model, segment_loss_weight=segment_loss_weight, pseudo_target=pseudo_target,
+        unimodal=unimodal, tie_weight=tie_weight, seed=seed, device=device, cache_dir=cache_dir,
+    )  # fmt: skip
+    metrics = _run(train_avvp, config)
+    for split in ("val", "test"):
+        segment, event = metrics[split]["segment"], metrics[split]["event"]
+        console.print(
+            f"{split}: segment Type@AV {segment['type']:.2f} Event@AV {segment['event']:.2f} | "
+            f"event Type@AV {event['type']:.2f} Event@AV {event['event']:.2f}",
+            highlight=False,
+        )
+    console.print(f"[green]done[/green]: best epoch {metrics['best_epoch']} -> {out}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")

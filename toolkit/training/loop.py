@@ -48,11 +48,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int, device: torch.device) -> None:
-    """Seed torch; on CPU also ask for deterministic kernels (same seed -> same weights)."""
+def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
+
+
+@contextmanager
+def deterministic_kernels(device: torch.device) -> Iterator[None]:
+    """On CPU, ask torch for deterministic kernels for the block (same seed -> same weights), then restore."""
+    previous = torch.are_deterministic_algorithms_enabled()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
 
 
 def epoch_order(n_items: int, seed: int, epoch: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ from mertk.shards.io import write_bytes_atomic, write_shard
 from mertk.shards.manifest import STATE_DIR, Rejection, write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
-from mertk.training.loop import LoopSpec, evaluation_mode, resolve_device, run_loop, seed_everything
+from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, run_loop, seed_everything
 from mertk.training.mer_data import (
     PROTOCOL_CLASSES,
     PROTOCOL_COLUMN,
@@ -148,6 +148,11 @@ def _fold_fingerprint(config: MerTrainConfig, data_key: str, subject: str, encod
 
 def train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train and evaluate under LOSO; write RUN's outputs; return the metrics dict (as in metrics.json)."""
+    with deterministic_kernels(resolve_device(config.device)):
+        return _train_mer(config, after_step)
+
+
+def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None) -> dict[str, Any]:
     if config.protocol not in PROTOCOL_CLASSES:
         raise MerTrainingError(f"unknown protocol {config.protocol!r}; use 5class or 3class")
     unknown = [e for e in config.experts if e not in EXPERTS]
@@ -197,7 +202,7 @@ def _train_fold(config, inputs: _Inputs, subject_array, subject, fold_index, fin
     train_rows = torch.from_numpy(np.nonzero(subject_array != subject)[0])
     test_rows = torch.from_numpy(np.nonzero(subject_array == subject)[0])
     seed = config.seed * 1009 + fold_index
-    seed_everything(seed, device)
+    seed_everything(seed)
     model_config = MerModelConfig(len(classes), list(config.experts), semantic_dim, config.hidden, config.dropout)
     model = GatedExpertsModel(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -261,7 +266,7 @@ def _train_fold(config, inputs: _Inputs, subject_array, subject, fold_index, fin
 
 
 def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_results, protocol_rejections, encoder, device, throughput) -> dict[str, Any]:
-    from mertk.metrics.mer import mer_scores
+    from mertk.metrics.mer import confusion_matrix, mer_scores
 
     out = Path(config.out)
     n = len(inputs.subjects)
@@ -283,7 +288,8 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
     folds = []
     for result in fold_results:
         rows = np.asarray(result["rows"], dtype=np.int64)
-        scores = mer_scores([label_names[r] for r in rows], [predicted_names[r] for r in rows], classes)
+        # per fold, classes absent from the held-out subject (and never predicted) are skipped
+        scores = mer_scores([label_names[r] for r in rows], [predicted_names[r] for r in rows], classes, skip_absent=True)
         folds.append(
             {
                 "subject": result["subject"],
@@ -309,7 +315,7 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
     write_shard(PREDICTION_SCHEMA.table_from_rows(prediction_rows), predictions_path, PREDICTION_SCHEMA)
     rejections = list(packed.rejections) + list(protocol_rejections)
     gate_means = _gate_dict(config.experts, gates)
-    confusion = _confusion(labels, predicted, len(classes))
+    confusion = confusion_matrix(label_names, predicted_names, classes)
     samples, seconds = throughput["samples"], throughput["data_seconds"] + throughput["compute_seconds"]
     metrics = {
         "task": "mer",
@@ -317,7 +323,7 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
         "classes": list(classes),
         "experts": list(config.experts),
         "semantic_encoder": encoder,
-        "pooled": {"uf1": pooled["uf1"], "uar": pooled["uar"], "samples": n, "folds": len(fold_results)},
+        "pooled": {"uf1": pooled["uf1"], "uar": pooled["uar"], "samples": n, "folds": len(fold_results), "per_class": pooled["per_class"]},
         "chance": {"uf1_uniform_guess": _chance_uf1(labels, len(classes)), "uar": 1.0 / len(classes)},
         "gate_weights": gate_means,
         "folds": folds,
@@ -352,12 +358,6 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
 def _gate_dict(experts: list[str], gates_ne: np.ndarray) -> dict[str, float]:
     """Mean gate weight per expert over the given samples."""
     return {name: round(float(value), 4) for name, value in zip(experts, gates_ne.mean(axis=0))}
-
-
-def _confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
 
 
 def _chance_uf1(labels: np.ndarray, num_classes: int) -> float:

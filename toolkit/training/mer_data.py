@@ -21,15 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from mertk.metrics.mer import MER_PROTOCOL_CLASSES as PROTOCOL_CLASSES  # the one definition of the class sets
 from mertk.shards.io import write_bytes_atomic
 from mertk.shards.manifest import MANIFEST_NAME, Manifest, Rejection
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 
-PROTOCOL_CLASSES: dict[str, tuple[str, ...]] = {
-    "5class": ("happiness", "disgust", "surprise", "repression", "others"),
-    "3class": ("negative", "positive", "surprise"),
-}
 PROTOCOL_COLUMN = {"5class": "emotion_5class", "3class": "emotion_3class"}
 FACE_SIZE = 112
 FLOW_SIZE = 28
