@@ -7,7 +7,8 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, warnings, errors
+stdout = Console()  # results (tables) that a user may pipe
 
 
 @contextmanager

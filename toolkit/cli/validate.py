@@ -8,7 +8,7 @@ from typing import List
 import typer
 from rich.table import Table
 
-from mertk.console import console
+from mertk.console import console, stdout
 
 
 def validate(
@@ -32,16 +32,20 @@ def validate(
         typer.echo(json.dumps({"ok": ok, "files": [r.to_dict() for r in reports]}, indent=2))
     else:
         table = Table(title="mertk validate", show_lines=False)
-        for header in ("file", "kind", "schema", "rows", "result"):
-            table.add_column(header)
+        table.add_column("file", overflow="fold")
+        for header in ("kind", "schema", "rows", "result"):
+            table.add_column(header, no_wrap=True)
         for report in reports:
             result = "[green]ok[/green]" if report.ok else f"[red]{len(report.findings)} problem(s)[/red]"
             table.add_row(report.file, report.kind, report.schema or "-", str(report.rows if report.rows is not None else "-"), result)
-        out = console.__class__()  # stdout
+        out = stdout
         out.print(table)
         for report in reports:
             for finding in report.findings:
                 out.print(f"[red]FAIL[/red] {finding}", highlight=False, soft_wrap=True)
+        failed = sum(not r.ok for r in reports)
+        verdict = "[green]all hold[/green]" if ok else f"[red]{failed} failing[/red]"
+        out.print(f"{len(reports)} file(s) checked: {verdict}")
     raise typer.Exit(0 if ok else 1)
 
 
