@@ -16,7 +16,11 @@ $(BIN)/mertk: pyproject.toml setup.py
 install: $(BIN)/mertk
 
 demo: install
-	$(BIN)/mertk validate sample_data
+	# LLP feature arrays are not committed (about 200 MB); this regenerates them, byte-identical, from the seed
+	$(BIN)/mertk sample-data llp --out sample_data/llp
+	$(BIN)/mertk build-unimer --casme2 sample_data/casme2 --out $(OUT)
+	$(BIN)/mertk migrate-labels --llp sample_data/llp --out $(OUT)
+	$(BIN)/mertk validate $(OUT)
 
 test: install
 	$(BIN)/python -m pytest
