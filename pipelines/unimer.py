@@ -40,6 +40,7 @@ from mertk.au.evidence import (
     AuEvidence,
     EvidenceParameters,
     RegionMotion,
+    calibrate_thresholds,
     UnlabelledMotion,
     curve_value,
     estimate_apex,
@@ -112,7 +113,7 @@ class SampleMeasurement:
     inter_ocular_px: float
     head_motion_px: tuple[float, float]
     regions: list[RegionMotion]
-    evidence: list[AuEvidence]
+    evidence: list[AuEvidence]  # filled after pass 1, once the thresholds are calibrated
     unlabelled: list[UnlabelledMotion]
     curve_frames: list[int]
     curve_values: list[float]
@@ -236,8 +237,6 @@ def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasure
     strain_hw = optical_strain(flow_hw2)
     flow_pct_hw2 = flow_hw2 * (100.0 / alignment.iod_px)
     regions = measure_regions(flow_pct_hw2, strain_hw, boxes.values())
-    evidence = score_labels(sample.au_labels, regions, params.evidence)
-    unlabelled = find_unlabelled_motion(regions, sample.au_labels, params.evidence)
 
     compact = np.stack(
         [
@@ -258,8 +257,8 @@ def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasure
         inter_ocular_px=float(face.inter_ocular_px),
         head_motion_px=(float(head_2[0]), float(head_2[1])),
         regions=regions,
-        evidence=evidence,
-        unlabelled=unlabelled,
+        evidence=[],
+        unlabelled=[],
         curve_frames=curve_frames,
         curve_values=[float(curve[n]) for n in curve_frames],
         apex_flow_3hw=compact,
@@ -328,7 +327,14 @@ def measure_all(samples: Sequence[MerSample], params: UnimerParameters, cache_di
     return results
 
 
-# --- pass 2: texts and rows -----------------------------------------------------------------------
+# --- pass 2: evidence, texts and rows -------------------------------------------------------------
+
+
+def score_measurement(m: SampleMeasurement, evidence_params: EvidenceParameters) -> SampleMeasurement:
+    """The dual constraint on one measured sample, with calibrated thresholds."""
+    m.evidence = score_labels(m.sample.au_labels, m.regions, evidence_params)
+    m.unlabelled = find_unlabelled_motion(m.regions, m.sample.au_labels, evidence_params)
+    return m
 
 
 def supported_magnitudes(measurements: Sequence[SampleMeasurement]) -> list[float]:
@@ -450,6 +456,9 @@ def build_unimer(
 
     results = measure_all(listing.samples, params, out_dir / MEASURE_DIR, workers=workers, progress=progress)
     measurements = [r for r in results if isinstance(r, SampleMeasurement)]
+    evidence_params = calibrate_thresholds(params.evidence, [r.magnitude for m in measurements for r in m.regions])
+    for m in measurements:
+        score_measurement(m, evidence_params)
     bins = calibrate_intensity_bins(supported_magnitudes(measurements), params.intensity_quantiles)
 
     parameters = {
@@ -458,6 +467,7 @@ def build_unimer(
         "sheet": listing.sheet.name,
         **params.fingerprint_dict(),
         "intensity_bins": bins.to_dict(),
+        "evidence_thresholds": {"min_magnitude": evidence_params.min_magnitude, "strong_magnitude": evidence_params.strong_magnitude},
     }
     summary = corpus_summary(measurements, listing)
     manifest = run_sharded(

@@ -46,7 +46,7 @@ def test_done_when_figures_on_the_planted_truth(built):
     figures = truth_agreement(built.out_dir, CORPUS / "ground_truth.parquet")
     assert figures["planted_labelled_supported"]["rate"] >= 0.95, figures
     assert figures["labelled_unplanted_rejected"]["rate"] >= 0.90, figures
-    assert figures["planted_unlabelled_recorded"]["rate"] >= 0.80 - 1e-9 or figures["planted_unlabelled_recorded"]["total"] < 5, figures
+    assert figures["planted_unlabelled_recorded"]["rate"] >= 0.80, figures
     assert figures["slash_apex_within"]["rate"] >= 0.90, figures
 
 

