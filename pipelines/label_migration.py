@@ -53,7 +53,7 @@ from mertk.migration.anchors import (
     load_text_anchors,
 )
 from mertk.migration.embedding import ModalityStats, SegmentCache
-from mertk.migration.migrate import DEFAULT_TEMPERATURE, MigrationModel, ModalityModel, migrate_block, similarities
+from mertk.migration.migrate import DEFAULT_TEMPERATURE, MigrationModel, ModalityModel, label_from_similarity
 from mertk.migration.thresholds import calibrated_thresholds, label_free_thresholds
 from mertk.migration.transfer import TopK, knn_votes, map_labels, read_vocabulary
 from mertk.shards.manifest import Manifest, Rejection, ShardResult, command_line, run_sharded
@@ -160,8 +160,9 @@ def read_corpus(
                 index = cache.append(embeddings)
                 for modality in MODALITIES:
                     rows = embeddings.modality(modality)
-                    stats[modality].add(rows)
-                    seeds[modality].add(video.label_indices, rows)
+                    sum_d = rows.sum(axis=0, dtype=np.float64)
+                    stats[modality].add(rows, sum_d)
+                    seeds[modality].add(video.label_indices, rows, sum_d)
                 units.append(VideoUnit(index, video.filename, video.video_id, video.split, video.label_indices))
                 advance(1)
     finally:
@@ -230,23 +231,34 @@ def fit_model(
         val_rows = np.cumsum(val[0]) - 1  # unit row -> row of the val dense matrices
     thresholds: dict[str, np.ndarray] = {}
     rules: dict[str, list[str]] = {}
+    # The last pass keeps the similarities to the final anchors: labelling reads those, not features.
+    similarity_cache = SegmentCache(read.cache.directory / "similarity", {m: NUM_CLASSES for m in MODALITIES}, np.float32)
     for number in range(passes):
         last = number == passes - 1
         bins = {m: SimilarityBins(layout.dim(m), vectors=(m in refine and not last)) for m in MODALITIES}
+        if last:
+            similarity_cache.open_for_writing()
         with progress_bar(read.cache.videos, f"anchors: pass {number + 1}/{passes}", enabled=progress) as advance:
             for start, raw in read.cache.blocks(config.block_videos):
                 stop = start + next(iter(raw.values())).shape[0]
+                block_similarity = {}
                 for modality in MODALITIES:
-                    unit_n_t_d = normalisers[modality](raw[modality])
-                    similarity = similarities(unit_n_t_d, anchors[modality])
+                    rows_r_d = raw[modality].reshape((stop - start) * NUM_SEGMENTS, -1)
+                    similarity_r_c, centred_r_d, inverse_norm_r = normalisers[modality].centred_cosine(rows_r_d, anchors[modality])
+                    similarity = similarity_r_c.reshape(stop - start, NUM_SEGMENTS, NUM_CLASSES)
+                    block_similarity[modality] = similarity
                     truth = labelled = None
                     if last and val is not None:
                         labelled = val[0][start:stop]
                         truth = np.zeros((stop - start, NUM_CLASSES, NUM_SEGMENTS), dtype=bool)
                         dense = val[1].audio_v_c_t if modality == "audio" else val[1].visual_v_c_t
                         truth[labelled] = dense[val_rows[start:stop][labelled]]
-                    bins[modality].add(similarity, weak_n_c[start:stop], unit_n_t_d, truth, labelled)
+                    bins[modality].add(similarity, weak_n_c[start:stop], centred_r_d, inverse_norm_r, truth, labelled)
+                if last:
+                    similarity_cache.append_block(block_similarity)
                 advance(stop - start)
+        if last:
+            similarity_cache.close()
         for modality in MODALITIES:
             thresholds[modality] = label_free_thresholds(
                 bins[modality].counts_c_b, bins[modality].null_counts_c_b, config.threshold_rule
@@ -257,7 +269,9 @@ def fit_model(
                     bins[modality].positive_c_b, bins[modality].negative_c_b, thresholds[modality]
                 )
             if not last and modality in refine:
-                anchors[modality] = bins[modality].refined_prototypes(thresholds[modality], anchors[modality])
+                anchors[modality] = bins[modality].refined_prototypes(
+                    thresholds[modality], anchors[modality], normalisers[modality].scale_d
+                )
     model = MigrationModel(
         *(ModalityModel(normalisers[m], anchors[m], thresholds[m]) for m in MODALITIES), temperature=config.temperature
     )
@@ -316,10 +330,10 @@ def pseudo_label_table(
 
 
 def label_shard(context: LabelContext, units: list[VideoUnit]) -> ShardResult:
-    cache = SegmentCache(context.cache_dir, context.dims)
+    cache = SegmentCache(Path(context.cache_dir) / "similarity", {m: NUM_CLASSES for m in MODALITIES}, np.float32)
     first, last = units[0].cache_index, units[-1].cache_index + 1
-    raw = {m: cache.read(m, first, last) for m in MODALITIES}
-    result = migrate_block(context.model, raw, _weak_matrix(units))
+    similarity = {m: cache.read(m, first, last) for m in MODALITIES}
+    result = label_from_similarity(context.model, similarity, _weak_matrix(units))
     return ShardResult(pseudo_label_table(units, result), [u.filename for u in units], [])
 
 
@@ -467,9 +481,11 @@ def bank_labels(read: ReadPass, model: MigrationModel, mapping_c_c: np.ndarray, 
     """Hard pseudo-labels of every bank segment, (videos * 10, 25) per modality, vocabulary-mapped."""
     weak_n_c = _weak_matrix(read.units)
     labels = {m: np.zeros((read.cache.videos * NUM_SEGMENTS, NUM_CLASSES), dtype=bool) for m in MODALITIES}
-    for start, raw in read.cache.blocks(block_videos):
-        stop = start + raw["audio"].shape[0]
-        result = migrate_block(model, raw, weak_n_c[start:stop])
+    similarity_cache = SegmentCache(read.cache.directory / "similarity", {m: NUM_CLASSES for m in MODALITIES}, np.float32)
+    similarity_cache.videos = read.cache.videos
+    for start, similarity in similarity_cache.blocks(block_videos):
+        stop = start + similarity["audio"].shape[0]
+        result = label_from_similarity(model, similarity, weak_n_c[start:stop])
         for modality in MODALITIES:
             block = result[modality][1].reshape(-1, NUM_CLASSES)
             labels[modality][start * NUM_SEGMENTS : stop * NUM_SEGMENTS] = map_labels(block, mapping_c_c)

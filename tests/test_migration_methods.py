@@ -71,8 +71,13 @@ def test_part_statistics_centre_and_scale_each_part():
     normaliser = stats.frozen()
     assert np.allclose(normaliser.mean_d, [2, 2, 20])
     assert np.allclose(normaliser.scale_d, [1 / np.sqrt(2), 1 / np.sqrt(2), 0.1])
-    unit = normaliser(np.array([[3.0, 3.0, 30.0]]))
+    rows = np.array([[3.0, 3.0, 30.0], [0.0, 2.5, 17.0]], dtype=np.float32)
+    unit = normaliser(rows)
     assert np.allclose(np.linalg.norm(unit, axis=1), 1.0)
+    anchors = np.array([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]], dtype=np.float32)
+    cosine, centred, inverse_norm = normaliser.centred_cosine(rows, anchors)
+    assert np.allclose(cosine, unit @ anchors.T, atol=1e-6)  # the fast path gives the same cosine
+    assert np.allclose(centred, rows - normaliser.mean_d)
 
 
 def test_prototypes_come_from_single_label_videos_first():
@@ -97,10 +102,10 @@ def test_refinement_averages_segments_above_threshold():
     similarity[0, 5:, 0] = 0.1
     weak = np.zeros((1, 25), dtype=bool)
     weak[0, 0] = True
-    bins.add(similarity, weak, unit)
+    bins.add(similarity, weak, unit.reshape(10, 2).astype(np.float32), np.ones(10, dtype=np.float32))
     thresholds = np.full(25, np.inf)
     thresholds[0] = 0.5
-    refined = bins.refined_prototypes(thresholds, np.zeros((25, 2)))
+    refined = bins.refined_prototypes(thresholds, np.zeros((25, 2)), np.ones(2))
     assert np.allclose(refined[0], [1, 0])
     assert bins.counts_c_b[0].sum() == 10 and bins.null_counts_c_b[0].sum() == 0
 

@@ -99,8 +99,11 @@ class SegmentEmbeddings:
         return self.audio_t_d if modality == "audio" else self.visual_t_d
 
 
-def read_feature_file(path: Path | str, rows: int, dim: int) -> np.ndarray:
-    """A (rows, dim) float32 array from a .npy file, or FeatureFileError naming the file."""
+def read_feature_file(path: Path | str, rows: int, dim: int, check_finite: bool = True) -> np.ndarray:
+    """A (rows, dim) float32 array from a .npy file, or FeatureFileError naming the file.
+
+    `check_finite=False` leaves the finiteness check to the caller (see `check_finite_values`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FeatureFileError(path, "missing feature file")
@@ -114,12 +117,26 @@ def read_feature_file(path: Path | str, rows: int, dim: int) -> np.ndarray:
         raise FeatureFileError(path, f"shape {tuple(array.shape)}, expected ({rows}, {dim})")
     if not np.issubdtype(array.dtype, np.floating):
         raise FeatureFileError(path, f"dtype {array.dtype}, expected floating point")
+    array = array.astype(np.float32, copy=False)
+    if check_finite:
+        check_finite_values(path, array, array)
+    return array
+
+
+def check_finite_values(path: Path | str, summary: np.ndarray, array: np.ndarray) -> None:
+    """Raise FeatureFileError if `array` holds NaN or infinity.
+
+    `summary` is `array` or anything computed from it that a non-finite value would spread to
+    (e.g. its pooled means): one cheap sum over it decides; only a suspicious sum (NaN, inf, or
+    a float32 overflow) triggers the exact element-wise check that names the first bad row.
+    """
+    if np.isfinite(summary.sum()):
+        return
     finite = np.isfinite(array)
     if not finite.all():
         bad = int(np.size(finite) - np.count_nonzero(finite))
         first_row = int(np.argwhere(~finite)[0][0])
         raise FeatureFileError(path, f"{bad} non-finite values (first in row {first_row})")
-    return array.astype(np.float32, copy=False)
 
 
 def pool_to_segments(frames_f_d: np.ndarray, segments: int = NUM_SEGMENTS) -> np.ndarray:
@@ -133,8 +150,11 @@ def pool_to_segments(frames_f_d: np.ndarray, segments: int = NUM_SEGMENTS) -> np
 def _read_modality(root: Path, video_id: str, parts: tuple[FeaturePart, ...]) -> np.ndarray:
     pieces = []
     for part in parts:
-        array = read_feature_file(root / part.folder / f"{video_id}.npy", part.rows, part.dim)
-        pieces.append(pool_to_segments(array) if part.rows != NUM_SEGMENTS else array)
+        path = root / part.folder / f"{video_id}.npy"
+        array = read_feature_file(path, part.rows, part.dim, check_finite=False)
+        pooled = pool_to_segments(array) if part.rows != NUM_SEGMENTS else array
+        check_finite_values(path, pooled, array)  # NaN / inf survive the pooling mean
+        pieces.append(pooled)
     return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
 
 

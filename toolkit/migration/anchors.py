@@ -55,8 +55,8 @@ class PrototypeSeeds:
         self.multi_sum_c_d = np.zeros((NUM_CLASSES, self.dim))
         self.multi_count_c = np.zeros(NUM_CLASSES)
 
-    def add(self, weak_classes: Sequence[int], raw_t_d: np.ndarray) -> None:
-        total_d = raw_t_d.astype(np.float64).sum(axis=0)
+    def add(self, weak_classes: Sequence[int], raw_t_d: np.ndarray, sum_d: np.ndarray | None = None) -> None:
+        total_d = raw_t_d.sum(axis=0, dtype=np.float64) if sum_d is None else sum_d
         if len(weak_classes) == 1:
             self.single_sum_c_d[weak_classes[0]] += total_d
             self.single_count_c[weak_classes[0]] += raw_t_d.shape[0]
@@ -122,47 +122,50 @@ class SimilarityBins:
         self,
         similarity_n_t_c: np.ndarray,
         weak_n_c: np.ndarray,
-        unit_n_t_d: np.ndarray,
+        centred_r_d: np.ndarray | None = None,
+        inverse_norm_r: np.ndarray | None = None,
         truth_n_c_t: np.ndarray | None = None,
         labelled_n: np.ndarray | None = None,
     ) -> None:
-        n = similarity_n_t_c.shape[0]
+        """One block: similarities (n, 10, 25) of the n videos with weak labels (n, 25).
+
+        For refinement, `centred_r_d` are the (n * 10, dim) centred rows and `inverse_norm_r`
+        1/|u| of each, so that sum(u/|u|) = scale * sum(centred / |u|).
+        """
         mask_n_t_c = np.broadcast_to(weak_n_c[:, None, :], similarity_n_t_c.shape)
         video_i, segment_i, class_i = np.nonzero(mask_n_t_c)
         values = similarity_n_t_c[video_i, segment_i, class_i]
         fine = bin_index(values, SIMILARITY_BINS)
-        self.counts_c_b += np.bincount(class_i * SIMILARITY_BINS + fine, minlength=NUM_CLASSES * SIMILARITY_BINS).reshape(
-            NUM_CLASSES, SIMILARITY_BINS
-        )
+        size = NUM_CLASSES * SIMILARITY_BINS
+        self.counts_c_b += np.bincount(class_i * SIMILARITY_BINS + fine, minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
         # Every segment against every class; minus the weak-label ones this is the null histogram.
         all_keys = np.arange(NUM_CLASSES) * SIMILARITY_BINS + bin_index(similarity_n_t_c, SIMILARITY_BINS)
-        self.all_counts_c_b += np.bincount(all_keys.ravel(), minlength=NUM_CLASSES * SIMILARITY_BINS).reshape(
-            NUM_CLASSES, SIMILARITY_BINS
-        )
+        self.all_counts_c_b += np.bincount(all_keys.ravel(), minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
         if truth_n_c_t is not None:
             # Only videos with dense labels (labelled_n) count as positives or negatives.
             keep = labelled_n[video_i] if labelled_n is not None else np.ones(len(video_i), dtype=bool)
-            positive = truth_n_c_t[video_i, class_i, segment_i] & keep
-            negative = ~truth_n_c_t[video_i, class_i, segment_i] & keep
+            truth = truth_n_c_t[video_i, class_i, segment_i]
             keys = class_i * SIMILARITY_BINS + fine
-            size = NUM_CLASSES * SIMILARITY_BINS
-            self.positive_c_b += np.bincount(keys[positive], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
-            self.negative_c_b += np.bincount(keys[negative], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
+            self.positive_c_b += np.bincount(keys[truth & keep], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
+            self.negative_c_b += np.bincount(keys[~truth & keep], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
         coarse_keys = class_i * VECTOR_BINS + bin_index(values, VECTOR_BINS)
         self.vector_counts_c_b += np.bincount(coarse_keys, minlength=NUM_CLASSES * VECTOR_BINS).reshape(NUM_CLASSES, VECTOR_BINS)
         if self.vectors and len(coarse_keys):
-            # Sum unit embeddings per (class, coarse bin): sort by key, add consecutive runs.
-            order = np.argsort(coarse_keys, kind="stable")
-            keys_sorted = coarse_keys[order]
-            rows = unit_n_t_d.reshape(n * NUM_SEGMENTS, -1)[(video_i * NUM_SEGMENTS + segment_i)[order]]
-            starts = np.flatnonzero(np.r_[True, keys_sorted[1:] != keys_sorted[:-1]])
-            self.vector_sums_c_b_d[keys_sorted[starts]] += np.add.reduceat(rows.astype(np.float64), starts, axis=0)
+            from scipy.sparse import csr_matrix
+
+            # Sum of w * centred row per (class, coarse bin), as one sparse x dense product.
+            rows = video_i * NUM_SEGMENTS + segment_i
+            weights = csr_matrix(
+                (inverse_norm_r[rows].astype(np.float32), (coarse_keys, rows)),
+                shape=(NUM_CLASSES * VECTOR_BINS, centred_r_d.shape[0]),
+            )
+            self.vector_sums_c_b_d += (weights @ centred_r_d).astype(np.float64)
 
     @property
     def null_counts_c_b(self) -> np.ndarray:
         return self.all_counts_c_b - self.counts_c_b
 
-    def refined_prototypes(self, thresholds_c: np.ndarray, previous_c_d: np.ndarray) -> np.ndarray:
+    def refined_prototypes(self, thresholds_c: np.ndarray, previous_c_d: np.ndarray, scale_d: np.ndarray) -> np.ndarray:
         """Mean unit embedding of the segments at or above each class's threshold (coarse bins).
 
         A class with no such segment keeps its previous prototype.
@@ -179,7 +182,7 @@ class SimilarityBins:
             if thresholds_c[c] > 0.5 * (edges[first] + edges[first + 1]):
                 first += 1
             if self.vector_counts_c_b[c, first:].sum() > 0:
-                rows[c] = sums_c_b_d[c, first:].sum(axis=0)
+                rows[c] = sums_c_b_d[c, first:].sum(axis=0) * scale_d
         return unit_rows(rows)
 
 

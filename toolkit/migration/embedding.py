@@ -39,10 +39,12 @@ class PartStats:
             self.sum_d = np.zeros(self.dim, dtype=np.float64)
 
     def add(self, rows_t_d: np.ndarray) -> None:
-        rows = rows_t_d.astype(np.float64)
-        self.count += rows.shape[0]
-        self.sum_d += rows.sum(axis=0)
-        self.sum_sq += float(np.einsum("td,td->", rows, rows))
+        self.add_sums(rows_t_d.sum(axis=0, dtype=np.float64), float(np.einsum("td,td->", rows_t_d, rows_t_d, dtype=np.float64)), rows_t_d.shape[0])
+
+    def add_sums(self, sum_d: np.ndarray, sum_sq: float, count: int) -> None:
+        self.count += count
+        self.sum_d += sum_d
+        self.sum_sq += sum_sq
 
     @property
     def mean_d(self) -> np.ndarray:
@@ -68,29 +70,57 @@ class ModalityStats:
     def for_layout(cls, layout: FeatureLayout, modality: str, centre: bool = True) -> "ModalityStats":
         return cls([PartStats(part.dim) for part in layout.parts(modality)], centre)
 
-    def add(self, rows_t_d: np.ndarray) -> None:
+    def add(self, rows_t_d: np.ndarray, sum_d: np.ndarray | None = None) -> None:
+        """Add one video's rows; `sum_d` (their float64 column sums) when the caller has it."""
+        if sum_d is None:
+            sum_d = rows_t_d.sum(axis=0, dtype=np.float64)
         start = 0
         for part in self.parts:
-            part.add(rows_t_d[:, start : start + part.dim])
+            piece = rows_t_d[:, start : start + part.dim]
+            part.add_sums(sum_d[start : start + part.dim], float(np.einsum("td,td->", piece, piece, dtype=np.float64)), rows_t_d.shape[0])
             start += part.dim
 
     def frozen(self) -> "Normaliser":
-        means = np.concatenate([p.mean_d for p in self.parts]) if self.centre else np.zeros(sum(p.dim for p in self.parts))
-        scales = np.concatenate([np.full(p.dim, 1.0 / p.rms) for p in self.parts])
-        return Normaliser(means.astype(np.float32), scales.astype(np.float32))
+        dims = [p.dim for p in self.parts]
+        means = np.concatenate([p.mean_d for p in self.parts]) if self.centre else np.zeros(sum(dims))
+        part_scales = np.array([1.0 / p.rms for p in self.parts])
+        return Normaliser(means.astype(np.float32), np.repeat(part_scales, dims).astype(np.float32), tuple(dims), part_scales)
 
 
 @dataclass(frozen=True)
 class Normaliser:
-    """x -> (x - mean) * scale, then unit rows: what cosine similarity is taken on."""
+    """x -> u = (x - mean) * scale (scale constant within each feature part); cosine is taken on u/|u|."""
 
     mean_d: np.ndarray
     scale_d: np.ndarray
+    part_dims: tuple[int, ...] = ()
+    part_scales: np.ndarray | None = None
 
     def __call__(self, rows_n_d: np.ndarray) -> np.ndarray:
+        """Unit rows u/|u| (any leading shape)."""
         rows = (rows_n_d.astype(np.float32) - self.mean_d) * self.scale_d
         norms = np.linalg.norm(rows, axis=-1, keepdims=True)
         return rows / np.maximum(norms, 1e-12)
+
+    def centred_cosine(self, rows_n_d: np.ndarray, anchors_c_d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cosine (n, 25), centred rows x - mean (n, d) float32, 1/|u| (n,)) in three passes.
+
+        The same cosine as `__call__(rows) @ anchors.T`, without materialising u: the scale is
+        folded into the anchors and, being constant per part, into the norm.
+        """
+        centred = rows_n_d.astype(np.float32, copy=True)
+        centred -= self.mean_d
+        dot_n_c = centred @ (anchors_c_d * self.scale_d).T
+        squared_n = np.zeros(centred.shape[0], dtype=np.float64)
+        dims = self.part_dims or (centred.shape[1],)
+        scales = self.part_scales if self.part_scales is not None else np.array([float(self.scale_d[0])])
+        start = 0
+        for dim, scale in zip(dims, scales):
+            piece = centred[:, start : start + dim]
+            squared_n += scale * scale * np.einsum("nd,nd->n", piece, piece, dtype=np.float64)
+            start += dim
+        inverse_norm_n = (1.0 / np.maximum(np.sqrt(squared_n), 1e-12)).astype(np.float32)
+        return dot_n_c * inverse_norm_n[:, None], centred, inverse_norm_n
 
     def linear(self, sum_d: np.ndarray, count: float) -> np.ndarray:
         """The centred, scaled (not normalised) sum of `count` raw rows that add up to `sum_d`."""
@@ -98,16 +128,21 @@ class Normaliser:
 
 
 class SegmentCache:
-    """Pooled segments of the usable videos, per modality, float16, in video order."""
+    """Per-video (10, dim) arrays per modality in video order: one flat binary file each.
 
-    def __init__(self, directory: Path | str, dims: dict[str, int]):
+    Holds the pooled segment features (float16) or, with other dims and dtype, the final
+    similarities (float32, dim 25) that the labelling shards read back.
+    """
+
+    def __init__(self, directory: Path | str, dims: dict[str, int], dtype: type = CACHE_DTYPE):
         self.directory = Path(directory)
         self.dims = dict(dims)
+        self.dtype = np.dtype(dtype)
         self.videos = 0
         self._handles = None
 
     def path(self, modality: str) -> Path:
-        return self.directory / f"{modality}.f16"
+        return self.directory / f"{modality}.{self.dtype.name}"
 
     def open_for_writing(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -116,11 +151,16 @@ class SegmentCache:
 
     def append(self, embeddings: SegmentEmbeddings) -> int:
         """Store one video; returns its index in the cache."""
+        return self.append_block({m: embeddings.modality(m)[None] for m in MODALITIES})
+
+    def append_block(self, arrays: dict[str, np.ndarray]) -> int:
+        """Store (n, 10, dim) arrays of n videos per modality; returns the first one's index."""
         assert self._handles is not None, "open_for_writing() first"
         for modality in MODALITIES:
-            self._handles[modality].write(np.ascontiguousarray(embeddings.modality(modality), dtype=CACHE_DTYPE).tobytes())
-        self.videos += 1
-        return self.videos - 1
+            self._handles[modality].write(np.ascontiguousarray(arrays[modality], dtype=self.dtype).tobytes())
+        count = next(iter(arrays.values())).shape[0]
+        self.videos += count
+        return self.videos - count
 
     def close(self) -> None:
         if self._handles:
@@ -131,13 +171,13 @@ class SegmentCache:
     def read(self, modality: str, start: int, stop: int) -> np.ndarray:
         """(stop - start, 10, dim) float32 of the videos [start, stop)."""
         dim = self.dims[modality]
-        row_bytes = NUM_SEGMENTS * dim * np.dtype(CACHE_DTYPE).itemsize
+        row_bytes = NUM_SEGMENTS * dim * self.dtype.itemsize
         with open(self.path(modality), "rb") as handle:
             handle.seek(start * row_bytes)
             data = handle.read((stop - start) * row_bytes)
         if len(data) != (stop - start) * row_bytes:
             raise RuntimeError(f"{self.path(modality)}: segment cache is shorter than expected; delete it and rerun")
-        return np.frombuffer(data, dtype=CACHE_DTYPE).reshape(stop - start, NUM_SEGMENTS, dim).astype(np.float32)
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, NUM_SEGMENTS, dim).astype(np.float32)
 
     def blocks(self, block_videos: int = 512) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """(first video index, {modality: (n, 10, dim) float32}) for consecutive blocks."""
@@ -146,11 +186,8 @@ class SegmentCache:
             yield start, {m: self.read(m, start, stop) for m in MODALITIES}
 
     def remove(self) -> None:
+        """Delete the cache folder and everything in it (the similarity cache lives inside)."""
+        import shutil
+
         self.close()
-        for modality in MODALITIES:
-            if self.path(modality).exists():
-                os.unlink(self.path(modality))
-        try:
-            self.directory.rmdir()
-        except OSError:
-            pass
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -49,18 +49,26 @@ def migrate_scores(similarity_n_t_c: np.ndarray, weak_n_c: np.ndarray, threshold
     return (scores * weak_n_c[:, None, :]).astype(np.float32)
 
 
+def label_from_similarity(
+    model: MigrationModel, similarity: dict[str, np.ndarray], weak_n_c: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{modality: (scores (n, 10, 25) float32, labels (n, 10, 25) bool)} from similarities to the anchors."""
+    out = {}
+    for modality in MODALITIES:
+        thresholds_c = model.modality(modality).thresholds_c
+        scores = migrate_scores(similarity[modality], weak_n_c, thresholds_c, model.temperature)
+        out[modality] = (scores, (similarity[modality] >= thresholds_c) & weak_n_c[:, None, :])
+    return out
+
+
 def migrate_block(
     model: MigrationModel, raw: dict[str, np.ndarray], weak_n_c: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{modality: (scores (n, 10, 25) float32, labels (n, 10, 25) bool)} for a block of videos."""
-    out = {}
-    for modality in MODALITIES:
-        part = model.modality(modality)
-        similarity = similarities(part.normaliser(raw[modality]), part.anchors_c_d)
-        scores = migrate_scores(similarity, weak_n_c, part.thresholds_c, model.temperature)
-        labels = (similarity >= part.thresholds_c) & weak_n_c[:, None, :]
-        out[modality] = (scores, labels)
-    return out
+    """Label a block of videos from raw pooled features {modality: (n, 10, dim)}."""
+    similarity = {
+        m: similarities(model.modality(m).normaliser(raw[m]), model.modality(m).anchors_c_d) for m in MODALITIES
+    }
+    return label_from_similarity(model, similarity, weak_n_c)
 
 
 def naive_labels(weak_n_c: np.ndarray) -> np.ndarray:
@@ -68,4 +76,4 @@ def naive_labels(weak_n_c: np.ndarray) -> np.ndarray:
     return np.repeat(weak_n_c[:, :, None], 10, axis=2)
 
 
-__all__ = ["MigrationModel", "ModalityModel", "migrate_block", "migrate_scores", "similarities", "naive_labels", "NUM_CLASSES"]
+__all__ = ["MigrationModel", "ModalityModel", "label_from_similarity", "migrate_block", "migrate_scores", "similarities", "naive_labels", "NUM_CLASSES"]
