@@ -42,10 +42,11 @@ from mertk.au.evidence import (
     RegionMotion,
     calibrate_thresholds,
     UnlabelledMotion,
-    curve_value,
+    curve_value_from_flow,
     estimate_apex,
     find_unlabelled_motion,
     measure_regions,
+    region_averager,
     score_labels,
     supported_aus,
 )
@@ -83,6 +84,7 @@ class UnimerParameters:
     crop_size: int = DEFAULT_CROP_SIZE  # aligned face crop for the apex flow (IOD = 0.36 crop)
     curve_points: int = 12  # frames onset..offset on the motion curve (coarse)
     curve_crop_size: int = 112  # crop size for the motion curve (frames decoded at half size)
+    curve_flow_method: str = "dis"  # flow of the motion curve (dis_fast: 4x cheaper, apex estimates less exact)
     detect_upsample: int = 0  # dlib detector upsampling (0: faces over ~80 px, as in CASME II)
     detect_width: int = 320  # the detector runs on the onset frame shrunk to this width (landmarks at full size)
     intensity_quantiles: tuple[float, float] = (1 / 3, 2 / 3)
@@ -177,7 +179,7 @@ def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks
 class _CurveContext:
     alignment: FaceAlignment
     onset_small_hw: np.ndarray
-    boxes: list
+    averager_r_hw: np.ndarray
     rigid_mask_hw: np.ndarray
     iod_px: float
 
@@ -188,9 +190,7 @@ def _curve_point(context: _CurveContext, sample: MerSample, number: int, method:
     frame = context.alignment.warp(read_gray(sample, number, half=True), frame_scale=0.5, size=context.onset_small_hw.shape[0])
     flow_hw2 = estimate_flow(context.onset_small_hw, frame, method)
     flow_hw2, _ = compensate_head_motion(flow_hw2, context.rigid_mask_hw)
-    flow_pct = flow_hw2 * (100.0 / context.iod_px)
-    # strain is not needed for the curve: a zero field keeps region_motion's signature
-    return curve_value(measure_regions(flow_pct, np.zeros(flow_pct.shape[:2], np.float32), context.boxes))
+    return curve_value_from_flow(flow_hw2 * (100.0 / context.iod_px), context.averager_r_hw)
 
 
 def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasurement:
@@ -209,11 +209,11 @@ def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasure
     context = _CurveContext(
         alignment=alignment,
         onset_small_hw=alignment.warp(read_gray(sample, sample.onset_frame, half=True), frame_scale=0.5, size=small),
-        boxes=small_boxes,
+        averager_r_hw=region_averager(small_boxes, (small, small)),
         rigid_mask_hw=rigid_reference_box(points_small).mask((small, small)),
         iod_px=alignment.iod_px * small / params.crop_size,
     )
-    curve = {n: _curve_point(context, sample, n, params.flow_method) for n in curve_frame_numbers(sample, params.curve_points)}
+    curve = {n: _curve_point(context, sample, n, params.curve_flow_method) for n in curve_frame_numbers(sample, params.curve_points)}
     apex, apex_estimated = sample.apex_frame, False
     if apex is None:
         coarse = sorted(curve)
@@ -223,7 +223,7 @@ def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasure
         high = coarse[min(index + 1, len(coarse) - 1)]
         for number in sample.frame_numbers:
             if low < number < high and number not in curve:
-                curve[number] = _curve_point(context, sample, number, params.flow_method)
+                curve[number] = _curve_point(context, sample, number, params.curve_flow_method)
         frames = sorted(curve)
         apex, apex_estimated = estimate_apex(frames, [curve[n] for n in frames]), True
     curve_frames = sorted(curve)

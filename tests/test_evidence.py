@@ -107,3 +107,14 @@ def test_thresholds_are_calibrated_on_the_noise_floor():
     assert (fixed.min_magnitude, fixed.strong_magnitude) == (0.7, pytest.approx(1.05))
     with pytest.raises(ValueError, match="not set"):
         score_labels([AuLabel(12)], list(_still().values()), EvidenceParameters())
+
+
+def test_curve_value_from_flow_matches_region_statistics():
+    rng = np.random.default_rng(0)
+    flow = rng.normal(0, 0.3, (40, 40, 2)).astype(np.float32)
+    flow[5:15, 5:15] += (0.0, -2.0)
+    boxes = [RegionBox("inner_brow", "L", 5, 5, 15, 15), RegionBox("chin", "L", 20, 20, 30, 35), RegionBox("cheek", "R", 0, 30, 40, 40)]
+    from mertk.au.evidence import curve_value_from_flow, measure_regions, region_averager
+
+    direct = curve_value(measure_regions(flow, np.zeros((40, 40), np.float32), boxes), top=2)
+    assert curve_value_from_flow(flow, region_averager(boxes, (40, 40)), top=2) == pytest.approx(direct, rel=1e-5)

@@ -236,6 +236,25 @@ def estimate_apex(frames: Sequence[int], values: Sequence[float]) -> int:
     return int(frames[int(np.argmax(values_n))])
 
 
+def region_averager(boxes: Iterable[RegionBox], shape_hw: tuple[int, int]) -> np.ndarray:
+    """(R, H*W) float32 matrix: its product with a flattened (H*W, 2) field is each region's mean vector.
+
+    Built once per sample, so the many frames of the motion curve cost one matrix product each.
+    """
+    rows = []
+    for box in boxes:
+        mask = box.mask(shape_hw).reshape(-1).astype(np.float32)
+        rows.append(mask / max(float(mask.sum()), 1.0))
+    return np.stack(rows)
+
+
+def curve_value_from_flow(flow_pct_hw2: np.ndarray, averager_r_hw: np.ndarray, top: int = 3) -> float:
+    """`curve_value` of a field directly: mean |region mean vector| of the `top` most moving regions."""
+    means_r2 = averager_r_hw @ flow_pct_hw2.reshape(-1, 2)
+    magnitudes = np.sort(np.hypot(means_r2[:, 0], means_r2[:, 1]))[::-1][:top]
+    return float(magnitudes.mean()) if magnitudes.size else 0.0
+
+
 def curve_value(motions: Sequence[RegionMotion], top: int = 3) -> float:
     """One number per frame for the motion curve: mean magnitude of the `top` most moving regions."""
     magnitudes = sorted((m.magnitude for m in motions), reverse=True)[:top]
