@@ -135,3 +135,28 @@ def test_cli_errors_are_clear(tmp_path):
     assert code == 2 and "unknown flow method 'lk'" in text
     code, text = run("--casme2", str(CORPUS), "--out", str(tmp_path / "out"), "--predictor", str(tmp_path / "none.dat"))
     assert code == 2 and "landmark model not found" in text
+
+
+def test_cropped_layout_and_whole_frame_fallback(tmp_path):
+    """Cropped/ + reg_img names; a sample whose onset shows no face is kept with face_detected False."""
+    corpus = tmp_path / "casme2"
+    corpus.mkdir()
+    sheet = pd.read_excel(CORPUS / "CASME2-coding-20140508.xlsx", dtype=str, keep_default_na=False).iloc[:3]
+    sheet.to_csv(corpus / "CASME2-coding-20140508.csv", index=False)
+    for index, row in enumerate(sheet.itertuples(index=False)):
+        source = CORPUS / "CASME2_RAW_selected" / f"sub{int(row.Subject):02d}" / row.Filename
+        target = corpus / "Cropped" / f"sub{int(row.Subject):02d}" / row.Filename
+        target.mkdir(parents=True)
+        for frame in source.glob("img*.jpg"):
+            if index == 0:  # no face anywhere in this clip
+                cv2.imwrite(str(target / f"reg_{frame.name}"), np.full((192, 256), 120, np.uint8))
+            else:
+                shutil.copy(frame, target / f"reg_{frame.name}")
+    run = build_unimer(corpus, tmp_path / "out", UnimerParameters(), progress=False, report=False)
+    assert run.listing.layout == "cropped" and run.manifest.inputs_written == 3
+    rows = {r["sample_id"]: r for r in pq.read_table(run.out_dir / "unimer_sample-00000.parquet").to_pylist()}
+    first = f"sub{int(sheet.iloc[0]['Subject']):02d}/{sheet.iloc[0]['Filename']}"
+    assert rows[first]["face_detected"] is False
+    assert not any(e["supported"] for e in rows[first]["au_evidence"])  # a blank clip supports nothing
+    assert all(r["face_detected"] for sid, r in rows.items() if sid != first)
+    assert run.manifest.summary["faces_not_detected"] == 1
