@@ -147,6 +147,7 @@ def run_loop(spec: LoopSpec, progress: TrainingProgress) -> LoopResult:
     steps_per_epoch = max(1, math.ceil(spec.n_items / spec.batch_size))
     fingerprint = _fingerprint_text(spec.fingerprint)
     epoch, step_in_epoch = 0, 0
+    loss_sum, loss_count = 0.0, 0  # of the running epoch (kept across a resume: the epoch's mean stays exact)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"metric": None, "epoch": None, "weights": None}
 
@@ -160,6 +161,7 @@ def run_loop(spec: LoopSpec, progress: TrainingProgress) -> LoopResult:
         spec.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        loss_sum, loss_count = float(state["loss_sum"]), int(state["loss_count"])
         history = json.loads(state["history"])
         best = {"metric": state["best_metric"], "epoch": state["best_epoch"], "weights": state["best_weights"]}
 
@@ -175,6 +177,8 @@ def run_loop(spec: LoopSpec, progress: TrainingProgress) -> LoopResult:
                 "rng": torch.get_rng_state(),
                 "epoch": epoch,
                 "step_in_epoch": step_in_epoch,
+                "loss_sum": loss_sum,
+                "loss_count": loss_count,
                 "history": json.dumps(history),
                 "best_metric": best["metric"],
                 "best_epoch": best["epoch"],
@@ -189,7 +193,6 @@ def run_loop(spec: LoopSpec, progress: TrainingProgress) -> LoopResult:
         while epoch < spec.epochs:
             order = epoch_order(spec.n_items, spec.seed, epoch)
             spec.model.train()
-            loss_sum, loss_count = 0.0, 0
             while step_in_epoch < steps_per_epoch:
                 indices = order[step_in_epoch * spec.batch_size : (step_in_epoch + 1) * spec.batch_size]
                 started = time.perf_counter()
@@ -221,6 +224,7 @@ def run_loop(spec: LoopSpec, progress: TrainingProgress) -> LoopResult:
                 progress.set_metric(spec.metric_label, figures[spec.metric_label])
             history.append(figures)
             epoch, step_in_epoch = epoch + 1, 0
+            loss_sum, loss_count = 0.0, 0
             save()
             if interrupt.requested:
                 raise KeyboardInterrupt(f"interrupted; state saved to {spec.state_path}")
