@@ -90,6 +90,8 @@ def test_layout_choice_when_both_exist(tmp_path):
     make_corpus(tmp_path, rows, layout="raw")
     assert read_casme2(tmp_path).layout == "raw"
     assert read_casme2(tmp_path, layout="cropped").samples[0].frame_path(46).name == "reg_img46.jpg"
+    with pytest.raises(Casme2LayoutError, match="unknown layout 'flat'"):
+        read_casme2(tmp_path, layout="flat")
 
 
 def _reasons(listing) -> dict[str, str]:

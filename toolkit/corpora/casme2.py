@@ -108,6 +108,8 @@ def find_sheet(root: Path) -> Path:
 
 def find_layout(root: Path, layout: Layout = "auto") -> tuple[str, Path]:
     """(layout name, frame folder). `auto` prefers the raw frames (whole face for the detector)."""
+    if layout not in ("auto", *LAYOUT_FOLDERS):
+        raise Casme2LayoutError(f"unknown layout {layout!r}; choose auto, raw or cropped")
     names = ("raw", "cropped") if layout == "auto" else (layout,)
     for name in names:
         folder = root / LAYOUT_FOLDERS[name]
