@@ -333,7 +333,7 @@ def measure_all(samples: Sequence[MerSample], params: UnimerParameters, cache_di
 def score_measurement(m: SampleMeasurement, evidence_params: EvidenceParameters) -> SampleMeasurement:
     """The dual constraint on one measured sample, with calibrated thresholds."""
     m.evidence = score_labels(m.sample.au_labels, m.regions, evidence_params)
-    m.unlabelled = find_unlabelled_motion(m.regions, m.sample.au_labels, evidence_params)
+    m.unlabelled = find_unlabelled_motion(m.regions, m.sample.au_labels, evidence_params, m.evidence)
     return m
 
 
@@ -523,6 +523,8 @@ def truth_agreement(unimer_dir: Path | str, ground_truth: Path | str, apex_toler
       planted_unlabelled_recorded  planted but unlabelled rows with unlabelled motion recorded in
                                    one of the AU's regions on a planted side (`..._same_au`: and
                                    named as that AU);
+      unlabelled_records_planted   unlabelled-motion records that lie in a region of a planted,
+                                   unlabelled AU on its side (the rest is spill or noise);
       slash_apex_within            estimated apexes within `apex_tolerance` frames of the truth.
     Rates are fractions (None where there is nothing to count), with the counts beside them.
     """
@@ -533,7 +535,7 @@ def truth_agreement(unimer_dir: Path | str, ground_truth: Path | str, apex_toler
 
     rows = {r["sample_id"]: r for r in read_shards(unimer_dir, columns=["sample_id", "apex_frame", "apex_estimated", "au_evidence", "unlabelled_motion"]).to_pylist()}
     truth = pd.read_parquet(ground_truth)
-    counts = {k: [0, 0] for k in ("planted_labelled_supported", "labelled_unplanted_rejected", "planted_unlabelled_recorded", "planted_unlabelled_recorded_same_au", "slash_apex_within")}
+    counts = {k: [0, 0] for k in ("planted_labelled_supported", "labelled_unplanted_rejected", "planted_unlabelled_recorded", "planted_unlabelled_recorded_same_au", "unlabelled_records_planted", "slash_apex_within")}
     for record in truth.itertuples(index=False):
         row = rows.get(record.sample_id)
         if row is None:
@@ -556,6 +558,16 @@ def truth_agreement(unimer_dir: Path | str, ground_truth: Path | str, apex_toler
             counts["planted_unlabelled_recorded"][0] += bool(found)
             counts["planted_unlabelled_recorded_same_au"][1] += 1
             counts["planted_unlabelled_recorded_same_au"][0] += any(u["au"] == record.au for u in found)
+    for sample_id, row in rows.items():
+        planted_keys = set()
+        for record in truth[(truth["sample_id"] == sample_id) & truth["planted"] & ~truth["labelled"]].itertuples(index=False):
+            spec = au_spec(int(record.au))
+            if spec is not None:
+                sides = (record.side,) if isinstance(record.side, str) else SIDES
+                planted_keys |= {(m.region, side) for m in spec.motions for side in sides}
+        for motion in row["unlabelled_motion"]:
+            counts["unlabelled_records_planted"][1] += 1
+            counts["unlabelled_records_planted"][0] += (motion["region"], motion["side"]) in planted_keys
     apex_truth = truth.drop_duplicates("sample_id").set_index("sample_id")["apex_frame"]
     for sample_id, row in rows.items():
         if row["apex_estimated"] and sample_id in apex_truth.index:

@@ -118,3 +118,18 @@ def test_curve_value_from_flow_matches_region_statistics():
 
     direct = curve_value(measure_regions(flow, np.zeros((40, 40), np.float32), boxes), top=2)
     assert curve_value_from_flow(flow, region_averager(boxes, (40, 40)), top=2) == pytest.approx(direct, rel=1e-5)
+
+
+def test_spill_from_a_supported_neighbour_is_not_unlabelled_motion():
+    motions = _still()
+    _moving(motions, "inner_brow", "L", 0.0, -2.0)  # labelled AU1, supported
+    _moving(motions, "upper_lid", "L", 0.0, -0.9)  # dragged along: spill
+    _moving(motions, "upper_lid", "R", 0.0, -0.9)  # same motion, but nothing moves next to it
+    labels = [AuLabel(1, "L")]
+    evidence = score_labels(labels, list(motions.values()), EvidenceParameters(min_magnitude=0.5, strong_magnitude=0.8))
+    params = EvidenceParameters(min_magnitude=0.5, strong_magnitude=0.8)
+    found = find_unlabelled_motion(list(motions.values()), labels, params, evidence)
+    assert [(u.region, u.side) for u in found] == [("upper_lid", "R")]
+    _moving(motions, "upper_lid", "L", 0.0, -1.6)  # comparable to the brow: a motion of its own (AU5)
+    found = find_unlabelled_motion(list(motions.values()), labels, params, evidence)
+    assert ("upper_lid", "L", 5) in [(u.region, u.side, u.au) for u in found]

@@ -37,6 +37,8 @@ class EvidenceParameters:
     noise_multiple: float = 6.0  # calibrated min_magnitude = noise_multiple x noise floor
     strong_factor: float = 1.5  # calibrated strong_magnitude = strong_factor x min_magnitude
     floor_magnitude: float = 0.1  # calibrated min_magnitude is never below this
+    spill_ratio: float = 1.5  # motion this many times weaker than a supported neighbour ...
+    spill_cosine: float = 0.8  # ... and (anti)parallel to it is that neighbour's spill, not new motion
 
     @property
     def calibrated(self) -> bool:
@@ -189,15 +191,50 @@ def supported_aus(evidence: Sequence[AuEvidence]) -> list[tuple[int, str | None,
     return result
 
 
+# Regions that share skin: a strong motion in one drags its neighbours along (brows -> upper lid,
+# upper lip -> nose wing, ...). Used to tell such spill from motion of its own.
+ADJACENT_REGIONS = {
+    "inner_brow": ("outer_brow", "upper_lid"),
+    "outer_brow": ("inner_brow", "upper_lid"),
+    "upper_lid": ("inner_brow", "outer_brow", "lower_lid"),
+    "lower_lid": ("upper_lid", "cheek"),
+    "cheek": ("lower_lid", "nose_wing", "lip_corner"),
+    "nose_wing": ("cheek", "upper_lip", "lip_corner"),
+    "upper_lip": ("nose_wing", "lip_corner"),
+    "lip_corner": ("upper_lip", "cheek", "chin"),
+    "chin": ("lip_corner",),
+}
+
+
+def is_spill(motion: RegionMotion, supported: dict[tuple[str, str | None], RegionMotion], params: EvidenceParameters) -> bool:
+    """True when an adjacent region on the same side, moved by a supported labelled AU, is at least
+    `spill_ratio` times stronger and (anti)parallel: the motion is dragged skin, not a new AU."""
+    for neighbour in ADJACENT_REGIONS.get(motion.region, ()):
+        source = supported.get((neighbour, motion.side))
+        if source is None or source.magnitude < params.spill_ratio * motion.magnitude:
+            continue
+        cosine = (source.dx * motion.dx + source.dy * motion.dy) / max(source.magnitude * motion.magnitude, 1e-12)
+        if abs(cosine) >= params.spill_cosine:
+            return True
+    return False
+
+
 def find_unlabelled_motion(
-    motions: Sequence[RegionMotion], labels: Sequence[AuLabel], params: EvidenceParameters
+    motions: Sequence[RegionMotion],
+    labels: Sequence[AuLabel],
+    params: EvidenceParameters,
+    evidence: Sequence[AuEvidence] = (),
 ) -> list[UnlabelledMotion]:
     """Strong coherent motion in a (region, side) no labelled AU moves; best-fitting AU named.
 
     The best-fitting AU is the one of the FACS table whose direction in that region agrees best
-    (highest score); `au` is None when no AU's direction is within acos(min_cosine).
+    (highest score); `au` is None when no AU's direction is within acos(min_cosine). Motion that
+    is spill from a neighbouring region with supported labelled motion (`is_spill`; needs the
+    sample's `evidence`) is not recorded.
     """
     _require_calibrated(params)
+    by_key = {(m.region, m.side): m for m in motions}
+    supported = {(e.region, e.side): by_key[(e.region, e.side)] for e in evidence if e.supported and (e.region, e.side) in by_key}
     covered = set()
     for label in labels:
         spec = au_spec(label.au)
@@ -211,6 +248,8 @@ def find_unlabelled_motion(
         if (motion.region, motion.side) in covered:
             continue
         if motion.magnitude < params.strong_magnitude or motion.coherence < params.min_coherence:
+            continue
+        if is_spill(motion, supported, params):
             continue
         best_au, best_score, best_cosine = None, -1.0, -1.0
         for spec in AU_TABLE.values():
