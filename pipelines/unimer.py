@@ -86,7 +86,7 @@ class UnimerParameters:
     curve_crop_size: int = 112  # crop size for the motion curve (frames decoded at half size)
     curve_flow_method: str = "dis"  # flow of the motion curve (dis_fast: 4x cheaper, apex estimates less exact)
     detect_upsample: int = 0  # dlib detector upsampling (0: faces over ~80 px, as in CASME II)
-    detect_width: int = 320  # the detector runs on the onset frame shrunk to this width (landmarks at full size)
+    detect_widths: tuple[int, ...] = (320, 400)  # detector runs on the onset frame shrunk to these widths; tightest box kept
     intensity_quantiles: tuple[float, float] = (1 / 3, 2 / 3)
     evidence: EvidenceParameters = field(default_factory=EvidenceParameters)
     seed: int = 0
@@ -157,21 +157,27 @@ def curve_frame_numbers(sample: MerSample, points: int) -> list[int]:
 
 
 def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks:
-    """dlib face box on a shrunk copy of the frame (4x cheaper at 640x480), landmarks at full size.
+    """dlib face box on shrunk copies of the onset frame, 68 landmarks at full size.
 
-    Falls back to detection at full size, then to the whole frame (`detected` False).
+    dlib's box size is quantised by its image pyramid, and a box one pyramid step too large
+    makes the 68-point fit swell (eye distance up by a third, every region misplaced). The
+    detector therefore runs at each of `detect_widths` (cheap: a 640x480 frame shrunk to 320
+    and 400 pixels wide) and the tightest box is kept. Falls back to detection at full size,
+    then to the whole frame (`detected` False).
     """
     height, width = onset_hw.shape
-    scale = min(1.0, params.detect_width / width)
-    if scale < 1.0:
-        small = cv2.resize(onset_hw, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    boxes = []
+    for scale in sorted({min(1.0, target / width) for target in params.detect_widths}):
+        small = onset_hw if scale == 1.0 else cv2.resize(onset_hw, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         box = detect_face(small, upsample=params.detect_upsample)
         if box is not None:
-            box = FaceBox(
+            boxes.append(FaceBox(
                 max(0, int(box.left / scale)), max(0, int(box.top / scale)),
                 min(width, int(round(box.right / scale))), min(height, int(round(box.bottom / scale))), box.score,
-            )
-            return FaceLandmarks(box=box, points_68_2=landmarks_68(onset_hw, box, params.predictor), detected=True)
+            ))
+    if boxes:
+        box = min(boxes, key=lambda b: b.width)
+        return FaceLandmarks(box=box, points_68_2=landmarks_68(onset_hw, box, params.predictor), detected=True)
     return find_face(onset_hw, params.predictor, upsample=params.detect_upsample)
 
 
