@@ -54,7 +54,12 @@ from mertk.migration.anchors import (
 )
 from mertk.migration.embedding import ModalityStats, SegmentCache
 from mertk.migration.migrate import DEFAULT_TEMPERATURE, MigrationModel, ModalityModel, label_from_similarity
-from mertk.migration.thresholds import calibrated_thresholds, label_free_thresholds
+from mertk.migration.thresholds import (
+    PRESENT_QUANTILE,
+    REFINE_PRESENT_QUANTILE,
+    calibrated_thresholds,
+    label_free_thresholds,
+)
 from mertk.migration.transfer import TopK, knn_votes, map_labels, read_vocabulary
 from mertk.shards.manifest import Manifest, Rejection, ShardResult, command_line, run_sharded
 from mertk.shards.schema import load_schema
@@ -244,7 +249,9 @@ def fit_model(
                 block_similarity = {}
                 for modality in MODALITIES:
                     rows_r_d = raw[modality].reshape((stop - start) * NUM_SEGMENTS, -1)
-                    similarity_r_c, centred_r_d, inverse_norm_r = normalisers[modality].centred_cosine(rows_r_d, anchors[modality])
+                    similarity_r_c, centred_r_d, inverse_norm_r = normalisers[modality].centred_cosine(
+                        rows_r_d, anchors[modality], overwrite=True
+                    )
                     similarity = similarity_r_c.reshape(stop - start, NUM_SEGMENTS, NUM_CLASSES)
                     block_similarity[modality] = similarity
                     truth = labelled = None
@@ -261,7 +268,10 @@ def fit_model(
             similarity_cache.close()
         for modality in MODALITIES:
             thresholds[modality] = label_free_thresholds(
-                bins[modality].counts_c_b, bins[modality].null_counts_c_b, config.threshold_rule
+                bins[modality].counts_c_b,
+                bins[modality].null_counts_c_b,
+                config.threshold_rule,
+                PRESENT_QUANTILE if last else REFINE_PRESENT_QUANTILE,
             )
             rules[modality] = [f"label-free ({config.threshold_rule})" if np.isfinite(t) else "never (class absent)" for t in thresholds[modality]]
             if last and val is not None:

@@ -102,13 +102,19 @@ class Normaliser:
         norms = np.linalg.norm(rows, axis=-1, keepdims=True)
         return rows / np.maximum(norms, 1e-12)
 
-    def centred_cosine(self, rows_n_d: np.ndarray, anchors_c_d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def centred_cosine(
+        self, rows_n_d: np.ndarray, anchors_c_d: np.ndarray, overwrite: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cosine (n, 25), centred rows x - mean (n, d) float32, 1/|u| (n,)) in three passes.
 
         The same cosine as `__call__(rows) @ anchors.T`, without materialising u: the scale is
-        folded into the anchors and, being constant per part, into the norm.
+        folded into the anchors and, being constant per part, into the norm. `overwrite=True`
+        centres a float32 `rows_n_d` in place (the caller's block is not needed afterwards).
         """
-        centred = rows_n_d.astype(np.float32, copy=True)
+        if overwrite and rows_n_d.dtype == np.float32 and rows_n_d.flags.writeable:
+            centred = rows_n_d
+        else:
+            centred = rows_n_d.astype(np.float32, copy=True)
         centred -= self.mean_d
         dot_n_c = centred @ (anchors_c_d * self.scale_d).T
         squared_n = np.zeros(centred.shape[0], dtype=np.float64)
@@ -117,7 +123,7 @@ class Normaliser:
         start = 0
         for dim, scale in zip(dims, scales):
             piece = centred[:, start : start + dim]
-            squared_n += scale * scale * np.einsum("nd,nd->n", piece, piece, dtype=np.float64)
+            squared_n += scale * scale * np.einsum("nd,nd->n", piece, piece).astype(np.float64)
             start += dim
         inverse_norm_n = (1.0 / np.maximum(np.sqrt(squared_n), 1e-12)).astype(np.float32)
         return dot_n_c * inverse_norm_n[:, None], centred, inverse_norm_n

@@ -3,10 +3,10 @@
 Label-free rules (no dense label is used):
 - `midpoint` (default): halfway between the *absent* level -- the median similarity of the
   segments of videos whose weak label lacks the class (the weak label guarantees the class is
-  not there, distractors aside) -- and the *present* level -- the 90th percentile of the
-  similarities of the segments of videos that carry the class (a class fills at least a tenth
-  of its videos' segments in one modality or the other). Works whether a class fills its videos
-  or only part of them.
+  not there, distractors aside) -- and the *present* level -- the 95th percentile of the
+  similarities of the segments of videos that carry the class (the class fills at least 5 % of
+  its videos' segments in this modality). Works whether a class fills its videos or only part
+  of them, and keeps a weak cross-modal leak (e.g. speech heard but not seen) below the cut.
 - `otsu`: Otsu's cut of the histogram of the segments of videos carrying the class; good when
   that histogram is clearly bimodal, poor when most such segments hold the class.
 Calibrated (`--calibrate val`): the cut that maximises the segment F1 of the class on the val
@@ -23,7 +23,8 @@ MIN_SEGMENTS = 10  # fewer segments than this: no shape to split, migrate all of
 THRESHOLD_RULES = ("midpoint", "otsu")
 EDGE_SLACK = 1e-6  # a cut at a bin edge keeps the whole bin above it despite rounding
 ABSENT_QUANTILE = 0.5
-PRESENT_QUANTILE = 0.9
+PRESENT_QUANTILE = 0.95  # final thresholds
+REFINE_PRESENT_QUANTILE = 0.9  # looser cut while refining prototypes: more segments to average
 
 
 def histogram_quantile(counts_b: np.ndarray, quantile: float) -> float:
@@ -36,11 +37,11 @@ def histogram_quantile(counts_b: np.ndarray, quantile: float) -> float:
     return float(0.5 * (edges[position] + edges[position + 1]))
 
 
-def midpoint_threshold(carrying_b: np.ndarray, null_b: np.ndarray) -> float:
-    """Halfway between the null median and the 90th percentile of the carrying videos' segments."""
+def midpoint_threshold(carrying_b: np.ndarray, null_b: np.ndarray, present_quantile: float = PRESENT_QUANTILE) -> float:
+    """Halfway between the null median and the 95th percentile of the carrying videos' segments."""
     if carrying_b.sum() == 0:
         return float("inf")
-    present = histogram_quantile(carrying_b, PRESENT_QUANTILE)
+    present = histogram_quantile(carrying_b, present_quantile)
     absent = histogram_quantile(null_b, ABSENT_QUANTILE)
     if not np.isfinite(absent):  # every video carries the class: no null to compare with
         return otsu_threshold(carrying_b)
@@ -83,12 +84,14 @@ def calibrated_threshold(positive_b: np.ndarray, negative_b: np.ndarray) -> floa
     return float(edges[int(best[len(best) // 2])]) - EDGE_SLACK
 
 
-def label_free_thresholds(counts_c_b: np.ndarray, null_c_b: np.ndarray, rule: str = "midpoint") -> np.ndarray:
+def label_free_thresholds(
+    counts_c_b: np.ndarray, null_c_b: np.ndarray, rule: str = "midpoint", present_quantile: float = PRESENT_QUANTILE
+) -> np.ndarray:
     """(25,) thresholds by `rule` from the carrying and null histograms of each class."""
     if rule == "otsu":
         return np.array([otsu_threshold(row) for row in counts_c_b])
     if rule == "midpoint":
-        return np.array([midpoint_threshold(row, null) for row, null in zip(counts_c_b, null_c_b)])
+        return np.array([midpoint_threshold(row, null, present_quantile) for row, null in zip(counts_c_b, null_c_b)])
     raise ValueError(f"unknown threshold rule {rule!r}; choose one of {', '.join(THRESHOLD_RULES)}")
 
 
