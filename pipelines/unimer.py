@@ -63,6 +63,7 @@ from mertk.captions.instructions import RegionAnswer
 from mertk.corpora.casme2 import CorpusListing, MerSample, read_casme2
 from mertk.face import FaceBox, FaceLandmarks, detect_face, find_face, landmarks_68
 from mertk.flow import FLOW_METHODS, FlowMethodError, compensate_head_motion, estimate_flow, optical_strain
+from mertk.flow.fields import CURVE_FLOW_METHODS
 from mertk.flow.crop import DEFAULT_CROP_SIZE, FaceAlignment, align_face
 from mertk.shards.io import write_bytes_atomic
 from mertk.shards.manifest import Manifest, Rejection, ShardResult, run_sharded
@@ -452,6 +453,8 @@ def build_unimer(
     """Build OUT/unimer/ from a CASME II folder: shards, manifest, report.html. Resumable."""
     if params.flow_method not in FLOW_METHODS:
         raise FlowMethodError(f"unknown flow method {params.flow_method!r}; choose one of {', '.join(FLOW_METHODS)}")
+    if params.curve_flow_method not in CURVE_FLOW_METHODS:
+        raise FlowMethodError(f"unknown curve flow method {params.curve_flow_method!r}; choose one of {', '.join(CURVE_FLOW_METHODS)}")
     if params.predictor is not None:
         from mertk.face import resolve_predictor_path
 
