@@ -305,7 +305,7 @@ def _measure_cached(index: int, samples: list[MerSample], params: UnimerParamete
             cached = pickle.loads(path.read_bytes())
             if cached.get("key") == key:
                 return cached["results"]
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError):
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, ImportError, TypeError):  # stale cache: redo
             pass
     results = measure_chunk(samples, params)
     write_bytes_atomic(path, pickle.dumps({"key": key, "results": results}, protocol=pickle.HIGHEST_PROTOCOL))
