@@ -194,6 +194,7 @@ def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None)
             write_bytes_atomic(result_path, json.dumps(result, sort_keys=True).encode())
             (state_dir / f"fold-{subject}.pt").unlink(missing_ok=True)
             fold_results.append(result)
+            progress.set_metric("UF1 of folds so far", _pooled_uf1(fold_results, inputs, classes))
 
     return _write_outputs(config, packed, inputs, classes, fold_results, protocol_rejections, encoder, device, throughput)
 
@@ -353,6 +354,16 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
     write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     _confusion_png(out / "confusion.png", confusion, classes, f"{config.protocol}, experts {'+'.join(config.experts)}: UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}")
     return metrics
+
+
+def _pooled_uf1(fold_results: list[dict[str, Any]], inputs: _Inputs, classes) -> float:
+    from mertk.metrics.mer import mer_scores
+
+    labels, predicted = [], []
+    for result in fold_results:
+        labels += [classes[int(inputs.labels_n[row])] for row in result["rows"]]
+        predicted += [classes[int(np.argmax(p))] for p in result["probabilities"]]
+    return mer_scores(labels, predicted, classes)["uf1"]
 
 
 def _gate_dict(experts: list[str], gates_ne: np.ndarray) -> dict[str, float]:

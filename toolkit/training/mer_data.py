@@ -252,7 +252,9 @@ def encode_texts_minilm(texts: list[str], batch_size: int = 64) -> np.ndarray:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     import torch
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # our own progress bars only
     model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
     with torch.no_grad():
         embeddings = model.encode(

@@ -18,6 +18,7 @@ class TrainingProgress:
         self._progress = progress
         self._task = None
         self._loss_average: float | None = None
+        self._metric = ""  # kept from task to task (e.g. the pooled UF1 of the folds done so far)
         self.description = ""
 
     def start_task(self, total: int, completed: int = 0, description: str | None = None) -> None:
@@ -28,7 +29,7 @@ class TrainingProgress:
             return
         if self._task is not None:
             self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(self.description, total=total, completed=completed, loss="-", metric="")
+        self._task = self._progress.add_task(self.description, total=total, completed=completed, loss="-", metric=self._metric)
 
     def set_description(self, description: str) -> None:
         self.description = description
@@ -42,9 +43,10 @@ class TrainingProgress:
         self._progress.update(self._task, advance=steps, **fields)
 
     def set_metric(self, name: str, value: float) -> None:
+        self._metric = f"{name} {value:.3f}"
         if self._progress is None or self._task is None:
             return
-        self._progress.update(self._task, metric=f"{name} {value:.3f}")
+        self._progress.update(self._task, metric=self._metric)
 
 
 @contextmanager
