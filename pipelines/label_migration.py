@@ -86,6 +86,7 @@ class MigrationConfig:
     calibrate: str = "none"  # none | val
     threshold_rule: str = "midpoint"  # label-free rule: midpoint | otsu
     refine_iterations: int = 2  # prototype refinements
+    fit_videos: int = 2000  # videos (evenly spaced) that anchors and thresholds are fitted on; 0 = all
     temperature: float = DEFAULT_TEMPERATURE  # soft score = sigmoid((sim - thr) / temperature)
     centre: bool = True  # centre and scale each feature part by its corpus statistics
     target: str | None = None  # another corpus in the same layout
@@ -234,38 +235,30 @@ def fit_model(
     val_rows = None
     if val is not None:
         val_rows = np.cumsum(val[0]) - 1  # unit row -> row of the val dense matrices
+    sample = fit_sample(read.units, config.fit_videos, config.calibrate)
     thresholds: dict[str, np.ndarray] = {}
     rules: dict[str, list[str]] = {}
-    # The last pass keeps the similarities to the final anchors: labelling reads those, not features.
-    similarity_cache = SegmentCache(read.cache.directory / "similarity", {m: NUM_CLASSES for m in MODALITIES}, np.float32)
     for number in range(passes):
         last = number == passes - 1
         bins = {m: SimilarityBins(layout.dim(m), vectors=(m in refine and not last)) for m in MODALITIES}
-        if last:
-            similarity_cache.open_for_writing()
-        with progress_bar(read.cache.videos, f"anchors: pass {number + 1}/{passes}", enabled=progress) as advance:
-            for start, raw in read.cache.blocks(config.block_videos):
-                stop = start + next(iter(raw.values())).shape[0]
-                block_similarity = {}
+        with progress_bar(len(sample), f"anchors: pass {number + 1}/{passes}", enabled=progress) as advance:
+            for first in range(0, len(sample), config.block_videos):
+                chosen = sample[first : first + config.block_videos]
+                n = len(chosen)
                 for modality in MODALITIES:
-                    rows_r_d = raw[modality].reshape((stop - start) * NUM_SEGMENTS, -1)
+                    rows_r_d = read.cache.read_videos(modality, chosen).reshape(n * NUM_SEGMENTS, -1)
                     similarity_r_c, centred_r_d, inverse_norm_r = normalisers[modality].centred_cosine(
                         rows_r_d, anchors[modality], overwrite=True
                     )
-                    similarity = similarity_r_c.reshape(stop - start, NUM_SEGMENTS, NUM_CLASSES)
-                    block_similarity[modality] = similarity
+                    similarity = similarity_r_c.reshape(n, NUM_SEGMENTS, NUM_CLASSES)
                     truth = labelled = None
                     if last and val is not None:
-                        labelled = val[0][start:stop]
-                        truth = np.zeros((stop - start, NUM_CLASSES, NUM_SEGMENTS), dtype=bool)
+                        labelled = val[0][chosen]
+                        truth = np.zeros((n, NUM_CLASSES, NUM_SEGMENTS), dtype=bool)
                         dense = val[1].audio_v_c_t if modality == "audio" else val[1].visual_v_c_t
-                        truth[labelled] = dense[val_rows[start:stop][labelled]]
-                    bins[modality].add(similarity, weak_n_c[start:stop], centred_r_d, inverse_norm_r, truth, labelled)
-                if last:
-                    similarity_cache.append_block(block_similarity)
-                advance(stop - start)
-        if last:
-            similarity_cache.close()
+                        truth[labelled] = dense[val_rows[chosen][labelled]]
+                    bins[modality].add(similarity, weak_n_c[chosen], centred_r_d, inverse_norm_r, truth, labelled)
+                advance(n)
         for modality in MODALITIES:
             thresholds[modality] = label_free_thresholds(
                 bins[modality].counts_c_b,
@@ -293,8 +286,35 @@ def fit_model(
         },
         "threshold_rules": {m: dict(zip(LLP_CLASSES, rules[m])) for m in MODALITIES},
         "passes_over_cache": passes,
+        "fit_videos": int(len(sample)),
     }
     return model, summary
+
+
+def fit_sample(units: Sequence[VideoUnit], fit_videos: int, calibrate: str) -> np.ndarray:
+    """Cache indices of the videos that anchors and thresholds are fitted on, in order.
+
+    All videos when there are at most `fit_videos` (or `fit_videos` is 0); otherwise that many,
+    evenly spaced over the corpus (deterministic), plus every val video when calibrating on val.
+    """
+    count = len(units)
+    if fit_videos <= 0 or count <= fit_videos:
+        return np.arange(count)
+    chosen = set(np.linspace(0, count - 1, fit_videos).round().astype(int).tolist())
+    if calibrate == "val":
+        chosen |= {index for index, unit in enumerate(units) if unit.split == "val"}
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def segment_similarity(model: MigrationModel, cache: SegmentCache, start: int, stop: int) -> dict[str, np.ndarray]:
+    """{modality: (n, 10, 25)} cosine of the cached videos [start, stop) to the final anchors."""
+    out = {}
+    for modality in MODALITIES:
+        part = model.modality(modality)
+        rows = cache.read(modality, start, stop)
+        cosine, _, _ = part.normaliser.centred_cosine(rows.reshape(-1, rows.shape[-1]), part.anchors_c_d, overwrite=True)
+        out[modality] = cosine.reshape(stop - start, NUM_SEGMENTS, NUM_CLASSES)
+    return out
 
 
 # ---------------------------------------------------------------- pass: label (sharded)
@@ -340,9 +360,8 @@ def pseudo_label_table(
 
 
 def label_shard(context: LabelContext, units: list[VideoUnit]) -> ShardResult:
-    cache = SegmentCache(Path(context.cache_dir) / "similarity", {m: NUM_CLASSES for m in MODALITIES}, np.float32)
-    first, last = units[0].cache_index, units[-1].cache_index + 1
-    similarity = {m: cache.read(m, first, last) for m in MODALITIES}
+    cache = SegmentCache(context.cache_dir, context.dims)
+    similarity = segment_similarity(context.model, cache, units[0].cache_index, units[-1].cache_index + 1)
     result = label_from_similarity(context.model, similarity, _weak_matrix(units))
     return ShardResult(pseudo_label_table(units, result), [u.filename for u in units], [])
 
@@ -491,10 +510,9 @@ def bank_labels(read: ReadPass, model: MigrationModel, mapping_c_c: np.ndarray, 
     """Hard pseudo-labels of every bank segment, (videos * 10, 25) per modality, vocabulary-mapped."""
     weak_n_c = _weak_matrix(read.units)
     labels = {m: np.zeros((read.cache.videos * NUM_SEGMENTS, NUM_CLASSES), dtype=bool) for m in MODALITIES}
-    similarity_cache = SegmentCache(read.cache.directory / "similarity", {m: NUM_CLASSES for m in MODALITIES}, np.float32)
-    similarity_cache.videos = read.cache.videos
-    for start, similarity in similarity_cache.blocks(block_videos):
-        stop = start + similarity["audio"].shape[0]
+    for start in range(0, read.cache.videos, block_videos):
+        stop = min(start + block_videos, read.cache.videos)
+        similarity = segment_similarity(model, read.cache, start, stop)
         result = label_from_similarity(model, similarity, weak_n_c[start:stop])
         for modality in MODALITIES:
             block = result[modality][1].reshape(-1, NUM_CLASSES)

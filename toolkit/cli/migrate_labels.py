@@ -20,6 +20,7 @@ def migrate_labels(
     vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="JSON {source class: target class or null} for --target."),
     neighbours: int = typer.Option(10, "--neighbours", help="k of the --target k-NN migration."),
     refine: int = typer.Option(2, "--refine", help="Prototype refinement passes (HAN features)."),
+    fit_videos: int = typer.Option(2000, "--fit-videos", help="Videos (evenly spaced) that anchors and thresholds are fitted on; 0 = all."),
     no_r2plus1d: bool = typer.Option(False, "--no-r2plus1d", help="HAN visual = res152 only (default: res152 + r2plus1d_18)."),
     workers: int = typer.Option(1, "--workers", help="Processes for the labelling pass."),
 ) -> None:
@@ -40,6 +41,7 @@ def migrate_labels(
         clip_checkpoint=str(clip_checkpoint) if clip_checkpoint else None,
         calibrate=calibrate,
         refine_iterations=refine,
+        fit_videos=fit_videos,
         target=str(target) if target else None,
         vocabulary=str(vocabulary) if vocabulary else None,
         neighbours=neighbours,
