@@ -207,3 +207,23 @@ def test_sample_corpus_gains_at_least_ten_points(tmp_path_factory, features: str
         scores = result.scores[split]
         for key in ("audio", "visual", "type"):
             assert scores["pseudo"]["segment"][key] - scores["naive"]["segment"][key] >= 10, (split, key)
+
+
+def test_fit_sample_is_even_and_keeps_val_when_calibrating():
+    from mertk.pipelines.label_migration import VideoUnit, fit_sample
+
+    units = [VideoUnit(i, f"v{i:010d}_0_10", f"v{i:010d}", "val" if i % 7 == 0 else "train", (0,)) for i in range(100)]
+    assert list(fit_sample(units, 0, "none")) == list(range(100))
+    assert list(fit_sample(units, 200, "none")) == list(range(100))
+    sample = fit_sample(units, 10, "none")
+    assert len(sample) == 10 and sample[0] == 0 and sample[-1] == 99 and list(sample) == sorted(sample)
+    calibrating = fit_sample(units, 10, "val")
+    assert {i for i in range(100) if i % 7 == 0} <= set(calibrating.tolist())
+
+
+def test_fitting_on_a_sample_still_labels_every_video(corpus: Path, tmp_path: Path):
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path), "--fit-videos", "20")
+    assert result.exit_code == 0, result.output
+    data = manifest(tmp_path)
+    assert data["summary"]["fit_videos"] == 20 and data["parameters"]["fit_videos"] == 20
+    assert data["inputs_written"] == 40 and data["rows_written"] == 800
