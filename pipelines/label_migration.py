@@ -19,8 +19,7 @@ Memory: O(classes x dim x bins) for the statistics plus one block of videos.
 from __future__ import annotations
 
 import functools
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -7,9 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import mertk.pipelines.label_migration as label_migration

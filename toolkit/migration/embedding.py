@@ -12,7 +12,6 @@ flat binary file per modality, written in video order and read back by offset (r
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator

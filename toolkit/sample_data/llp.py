@@ -45,13 +45,11 @@ import numpy as np
 from mertk.corpora.llp_annotations import (
     DENSE_HEADER,
     LLP_CLASSES,
-    LLP_CLASS_INDEX,
     NUM_CLASSES,
     NUM_SEGMENTS,
     WeakLabel,
     read_dense_labels,
     read_weak_labels,
-    video_id_of,
 )
 
 REAL_LLP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "llp"
