@@ -56,6 +56,7 @@ from mertk.migration.migrate import DEFAULT_TEMPERATURE, MigrationModel, Modalit
 from mertk.migration.thresholds import (
     PRESENT_QUANTILE,
     REFINE_PRESENT_QUANTILE,
+    THRESHOLD_RULES,
     calibrated_thresholds,
     label_free_thresholds,
 )
@@ -587,6 +588,8 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
     out_dir = Path(out) / OUTPUT_FOLDER
     if config.calibrate not in ("none", "val"):
         raise MigrationError(f"--calibrate must be none or val, not {config.calibrate!r}")
+    if config.threshold_rule not in THRESHOLD_RULES:
+        raise MigrationError(f"--threshold-rule must be one of {', '.join(THRESHOLD_RULES)}, not {config.threshold_rule!r}")
     if config.features not in ("han", "clip"):
         raise MigrationError(f"--features must be han or clip, not {config.features!r}")
     layout = feature_layout(config.features, config.r2plus1d)

@@ -130,6 +130,7 @@ def test_nothing_usable_is_a_clear_error(tmp_path: Path):
     assert missing.exit_code == 2 and "not a folder" in missing.output.replace("\n", "")
     assert run_cli("--llp", str(tmp_path), "--features", "vgg").exit_code == 2
     assert run_cli("--llp", str(tmp_path), "--calibrate", "test").exit_code == 2
+    assert run_cli("--llp", str(tmp_path), "--threshold-rule", "median").exit_code == 2
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -220,8 +221,9 @@ def test_fit_sample_is_even_and_keeps_val_when_calibrating():
 
 
 def test_fitting_on_a_sample_still_labels_every_video(corpus: Path, tmp_path: Path):
-    result = run_cli("--llp", str(corpus), "--out", str(tmp_path), "--fit-videos", "20")
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path), "--fit-videos", "20", "--threshold-rule", "otsu")
     assert result.exit_code == 0, result.output
     data = manifest(tmp_path)
     assert data["summary"]["fit_videos"] == 20 and data["parameters"]["fit_videos"] == 20
+    assert set(data["summary"]["threshold_rules"]["audio"].values()) <= {"label-free (otsu)", "never (class absent)"}
     assert data["inputs_written"] == 40 and data["rows_written"] == 800
