@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_migrate_labels.py [--videos N | --full] [--features han|clip]
                                                  [--cache-dir DIR] [--workers N]
-The corpus is made by `mertk sample-data llp --videos N` into the cache folder (kept and reused:
+The corpus is made by `mertk sample-data llp --videos N` into ~/.cache/mertk/ (kept and reused:
 --full, i.e. 11,849 videos in the real shapes, takes about 8 GB of disk). Default: 2,000 videos.
 Both the plain read and the migration run in fresh subprocesses, after one warm-up read, so the
 page cache is in the same state for both. Prints wall time, the ratio to the plain read (goal
@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 LLP_SCALE = 11_849
 
 READ_ONCE = """
@@ -78,7 +77,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=2000)
     parser.add_argument("--full", action="store_true", help=f"LLP scale: {LLP_SCALE} videos (about 8 GB on disk)")
     parser.add_argument("--features", default="han", choices=("han", "clip"))
-    parser.add_argument("--cache-dir", type=Path, default=REPO / ".cache" / "bench_migrate_labels")
+    # Outside the checkout: a 9 GB corpus under the repository would be swept up by copies of it.
+    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "mertk" / "bench_migrate_labels")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     videos = LLP_SCALE if args.full else args.videos
