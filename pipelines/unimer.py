@@ -42,7 +42,7 @@ from mertk.au.evidence import (
     RegionMotion,
     calibrate_thresholds,
     UnlabelledMotion,
-    curve_value_from_flow,
+    curve_value_from_region_means,
     estimate_apex,
     find_unlabelled_motion,
     measure_regions,
@@ -87,7 +87,7 @@ class UnimerParameters:
     curve_crop_size: int = 112  # crop size for the motion curve (frames decoded at half size)
     curve_flow_method: str = "dis"  # flow of the motion curve (dis_fast: 4x cheaper, apex estimates less exact)
     detect_upsample: int = 0  # dlib detector upsampling (0: faces over ~80 px, as in CASME II)
-    detect_widths: tuple[int, ...] = (320, 400)  # detector runs on the onset frame shrunk to these widths; tightest box kept
+    detect_widths: tuple[int, ...] = (240, 280)  # detector runs on the onset frame shrunk to these widths; tightest box kept
     intensity_quantiles: tuple[float, float] = (1 / 3, 2 / 3)
     evidence: EvidenceParameters = field(default_factory=EvidenceParameters)
     seed: int = 0
@@ -162,8 +162,9 @@ def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks
 
     dlib's box size is quantised by its image pyramid, and a box one pyramid step too large
     makes the 68-point fit swell (eye distance up by a third, every region misplaced). The
-    detector therefore runs at each of `detect_widths` (cheap: a 640x480 frame shrunk to 320
-    and 400 pixels wide) and the tightest box is kept. Falls back to detection at full size,
+    detector therefore runs at each of `detect_widths` (cheap: a 640x480 frame shrunk to 240
+    and 280 pixels wide, two scales 6/7 apart so their pyramid steps interleave) and the tightest
+    box is kept. Falls back to detection at full size,
     then to the whole frame (`detected` False).
     """
     height, width = onset_hw.shape
@@ -187,17 +188,20 @@ class _CurveContext:
     alignment: FaceAlignment
     onset_small_hw: np.ndarray
     averager_r_hw: np.ndarray
-    rigid_mask_hw: np.ndarray
+    averager_weight_r1: np.ndarray  # row sums of the averager: 1, or 0 for a region outside the crop
+    rigid_index_n: np.ndarray  # flat pixel indices of the rigid reference box
     iod_px: float
 
 
 def _curve_point(context: _CurveContext, sample: MerSample, number: int, method: str) -> float:
+    """curve_value_from_flow of the head-compensated onset->frame flow, without building the
+    compensated field: region means are linear, so the head vector is subtracted from them."""
     if number == sample.onset_frame:
         return 0.0
     frame = context.alignment.warp(read_gray(sample, number, half=True), frame_scale=0.5, size=context.onset_small_hw.shape[0])
-    flow_hw2 = estimate_flow(context.onset_small_hw, frame, method)
-    flow_hw2, _ = compensate_head_motion(flow_hw2, context.rigid_mask_hw)
-    return curve_value_from_flow(flow_hw2 * (100.0 / context.iod_px), context.averager_r_hw)
+    flow_n2 = estimate_flow(context.onset_small_hw, frame, method).reshape(-1, 2)
+    head_2 = np.median(flow_n2[context.rigid_index_n], axis=0).astype(np.float32) if context.rigid_index_n.size else np.zeros(2, np.float32)
+    return curve_value_from_region_means((context.averager_r_hw @ flow_n2 - context.averager_weight_r1 * head_2) * (100.0 / context.iod_px))
 
 
 def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasurement:
@@ -213,11 +217,13 @@ def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasure
     small = params.curve_crop_size
     points_small = points_crop * (small / params.crop_size)
     small_boxes = list(region_boxes(points_small).values())
+    averager_r_hw = region_averager(small_boxes, (small, small))
     context = _CurveContext(
         alignment=alignment,
         onset_small_hw=alignment.warp(read_gray(sample, sample.onset_frame, half=True), frame_scale=0.5, size=small),
-        averager_r_hw=region_averager(small_boxes, (small, small)),
-        rigid_mask_hw=rigid_reference_box(points_small).mask((small, small)),
+        averager_r_hw=averager_r_hw,
+        averager_weight_r1=averager_r_hw.sum(axis=1, keepdims=True),
+        rigid_index_n=np.flatnonzero(rigid_reference_box(points_small).mask((small, small))),
         iod_px=alignment.iod_px * small / params.crop_size,
     )
     curve = {n: _curve_point(context, sample, n, params.curve_flow_method) for n in curve_frame_numbers(sample, params.curve_points)}

@@ -102,15 +102,28 @@ class UnlabelledMotion:
     score: float
 
 
+def _box_slices(box: RegionBox, shape_hw: tuple[int, int]) -> tuple[slice, slice]:
+    """Row and column slices of exactly the pixels `box.mask(shape_hw)` selects (centres inside the box)."""
+    height, width = shape_hw
+    xs = np.arange(width) + 0.5
+    ys = np.arange(height) + 0.5
+    columns = slice(int(np.searchsorted(xs, box.x0, "left")), int(np.searchsorted(xs, box.x1, "left")))
+    rows = slice(int(np.searchsorted(ys, box.y0, "left")), int(np.searchsorted(ys, box.y1, "left")))
+    return rows, columns
+
+
 def region_motion(flow_pct_hw2: np.ndarray, strain_hw: np.ndarray, box: RegionBox) -> RegionMotion:
-    """Statistics of one region box; `flow_pct_hw2` already in percent of IOD."""
-    mask_hw = box.mask(flow_pct_hw2.shape[:2])
-    if not mask_hw.any():
+    """Statistics of one region box; `flow_pct_hw2` already in percent of IOD.
+
+    The box is a rectangle, so its pixels are taken by slicing (same pixels and order as the
+    box's boolean mask, several times cheaper)."""
+    rows, columns = _box_slices(box, flow_pct_hw2.shape[:2])
+    vectors_n2 = flow_pct_hw2[rows, columns].reshape(-1, 2).astype(np.float64)
+    if vectors_n2.shape[0] == 0:
         return RegionMotion(box.region, box.side, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    vectors_n2 = flow_pct_hw2[mask_hw].astype(np.float64)
     dx, dy = vectors_n2.mean(axis=0)
     magnitude = math.hypot(dx, dy)
-    mean_length = float(np.linalg.norm(vectors_n2, axis=1).mean())
+    mean_length = float(np.sqrt(np.einsum("ij,ij->i", vectors_n2, vectors_n2)).mean())
     coherence = magnitude / mean_length if mean_length > 1e-9 else 0.0
     return RegionMotion(
         region=box.region,
@@ -120,7 +133,7 @@ def region_motion(flow_pct_hw2: np.ndarray, strain_hw: np.ndarray, box: RegionBo
         magnitude=float(magnitude),
         direction_deg=float(math.degrees(math.atan2(-dy, dx))),
         coherence=float(min(1.0, coherence)),
-        strain=float(strain_hw[mask_hw].mean()),
+        strain=float(strain_hw[rows, columns].mean()),
     )
 
 
@@ -289,7 +302,11 @@ def region_averager(boxes: Iterable[RegionBox], shape_hw: tuple[int, int]) -> np
 
 def curve_value_from_flow(flow_pct_hw2: np.ndarray, averager_r_hw: np.ndarray, top: int = 3) -> float:
     """`curve_value` of a field directly: mean |region mean vector| of the `top` most moving regions."""
-    means_r2 = averager_r_hw @ flow_pct_hw2.reshape(-1, 2)
+    return curve_value_from_region_means(averager_r_hw @ flow_pct_hw2.reshape(-1, 2), top)
+
+
+def curve_value_from_region_means(means_r2: np.ndarray, top: int = 3) -> float:
+    """`curve_value` from the (R, 2) region mean vectors: mean magnitude of the `top` largest."""
     magnitudes = np.sort(np.hypot(means_r2[:, 0], means_r2[:, 1]))[::-1][:top]
     return float(magnitudes.mean()) if magnitudes.size else 0.0
 
