@@ -204,10 +204,17 @@ def _curve_point(context: _CurveContext, sample: MerSample, number: int, method:
     return curve_value_from_region_means((context.averager_r_hw @ flow_n2 - context.averager_weight_r1 * head_2) * (100.0 / context.iod_px))
 
 
-def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasurement:
-    """Pass 1 for one sample; raises SampleError with a reason for the manifest."""
+def locate_onset_face(sample: MerSample, params: UnimerParameters) -> tuple[np.ndarray, FaceLandmarks]:
+    """The onset frame (full size, grey) and its face; raises SampleError."""
     onset_hw = read_gray(sample, sample.onset_frame)
-    face = locate_face(onset_hw, params)
+    return onset_hw, locate_face(onset_hw, params)
+
+
+def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tuple[np.ndarray, FaceLandmarks] | None = None) -> SampleMeasurement:
+    """Pass 1 for one sample; raises SampleError with a reason for the manifest.
+
+    `onset_face`: the result of `locate_onset_face` when the caller ran it already."""
+    onset_hw, face = onset_face if onset_face is not None else locate_onset_face(sample, params)
     if face.inter_ocular_px < MIN_IOD_PX:
         raise SampleError(f"{sample.sample_id}: no usable face on the onset frame (eye distance {face.inter_ocular_px:.1f} px)")
     alignment = align_face(face.points_68_2, params.crop_size)
@@ -281,12 +288,24 @@ def measure_sample(sample: MerSample, params: UnimerParameters) -> SampleMeasure
 
 
 def measure_chunk(samples: Sequence[MerSample], params: UnimerParameters) -> list[SampleMeasurement | Rejection]:
-    """Pass 1 for one chunk; a sample that cannot be measured becomes a Rejection."""
+    """Pass 1 for one chunk; a sample that cannot be measured becomes a Rejection.
+
+    Faces are located for the whole chunk first, then the flows measured: the 68-point model
+    (about 100 MB of regression trees) then stays in the CPU caches from one face to the next
+    instead of being evicted by the flow of every sample in between (several times faster)."""
     cv2.setNumThreads(1)  # one process per core; also keeps the flow bit-identical across runs
-    results: list[SampleMeasurement | Rejection] = []
+    faces: list[tuple[np.ndarray, FaceLandmarks] | SampleError] = []
     for sample in samples:
         try:
-            results.append(measure_sample(sample, params))
+            faces.append(locate_onset_face(sample, params))
+        except SampleError as error:
+            faces.append(error)
+    results: list[SampleMeasurement | Rejection] = []
+    for sample, onset_face in zip(samples, faces):
+        try:
+            if isinstance(onset_face, SampleError):
+                raise onset_face
+            results.append(measure_sample(sample, params, onset_face))
         except SampleError as error:
             results.append(Rejection(input=sample.sample_id, reason=f"{sample.source}: {error}", file=str(sample.frame_path(sample.onset_frame).parent)))
     return results
