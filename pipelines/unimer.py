@@ -50,7 +50,7 @@ from mertk.au.evidence import (
     score_labels,
     supported_aus,
 )
-from mertk.au.facs import AuLabel, region_boxes, rigid_reference_box
+from mertk.au.facs import AuLabel, RegionBox, region_boxes, rigid_reference_box
 from mertk.captions import (
     IntensityBins,
     MotionSummary,
@@ -157,15 +157,14 @@ def curve_frame_numbers(sample: MerSample, points: int) -> list[int]:
 # --- pass 1: measure ------------------------------------------------------------------------------
 
 
-def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks:
-    """dlib face box on shrunk copies of the onset frame, 68 landmarks at full size.
+def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters) -> FaceBox | None:
+    """dlib face box on shrunk copies of the onset frame (the tightest one), or None.
 
     dlib's box size is quantised by its image pyramid, and a box one pyramid step too large
     makes the 68-point fit swell (eye distance up by a third, every region misplaced). The
     detector therefore runs at each of `detect_widths` (cheap: a 640x480 frame shrunk to 240
     and 280 pixels wide, two scales 6/7 apart so their pyramid steps interleave) and the tightest
-    box is kept. Falls back to detection at full size,
-    then to the whole frame (`detected` False).
+    box is kept.
     """
     height, width = onset_hw.shape
     boxes = []
@@ -177,10 +176,20 @@ def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks
                 max(0, int(box.left / scale)), max(0, int(box.top / scale)),
                 min(width, int(round(box.right / scale))), min(height, int(round(box.bottom / scale))), box.score,
             ))
-    if boxes:
-        box = min(boxes, key=lambda b: b.width)
+    return min(boxes, key=lambda b: b.width) if boxes else None
+
+
+def face_from_box(onset_hw: np.ndarray, box: FaceBox | None, params: UnimerParameters) -> FaceLandmarks:
+    """68 landmarks at full size in the detected box; without one, detection at full size, then
+    the whole frame (`detected` False)."""
+    if box is not None:
         return FaceLandmarks(box=box, points_68_2=landmarks_68(onset_hw, box, params.predictor), detected=True)
     return find_face(onset_hw, params.predictor, upsample=params.detect_upsample)
+
+
+def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks:
+    """Face box (`detect_onset_box`) and 68 landmarks (`face_from_box`) of the onset frame."""
+    return face_from_box(onset_hw, detect_onset_box(onset_hw, params), params)
 
 
 @dataclass
@@ -204,6 +213,10 @@ def _curve_point(context: _CurveContext, sample: MerSample, number: int, method:
     return curve_value_from_region_means((context.averager_r_hw @ flow_n2 - context.averager_weight_r1 * head_2) * (100.0 / context.iod_px))
 
 
+def _scaled_box(box: RegionBox, scale: float) -> RegionBox:
+    return RegionBox(box.region, box.side, box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale)
+
+
 def locate_onset_face(sample: MerSample, params: UnimerParameters) -> tuple[np.ndarray, FaceLandmarks]:
     """The onset frame (full size, grey) and its face; raises SampleError."""
     onset_hw = read_gray(sample, sample.onset_frame)
@@ -222,15 +235,19 @@ def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tupl
 
     # Motion curve onset -> t on a half-size crop.
     small = params.curve_crop_size
-    points_small = points_crop * (small / params.crop_size)
-    small_boxes = list(region_boxes(points_small).values())
+    # Boxes are linear in the landmarks: those of the small crop are the crop's, scaled (exactly,
+    # for the default power-of-two ratio 112 / 224).
+    boxes = region_boxes(points_crop)
+    rigid_box = rigid_reference_box(points_crop)
+    scale = small / params.crop_size
+    small_boxes = [_scaled_box(b, scale) for b in boxes.values()]
     averager_r_hw = region_averager(small_boxes, (small, small))
     context = _CurveContext(
         alignment=alignment,
         onset_small_hw=alignment.warp(read_gray(sample, sample.onset_frame, half=True), frame_scale=0.5, size=small),
         averager_r_hw=averager_r_hw,
         averager_weight_r1=averager_r_hw.sum(axis=1, keepdims=True),
-        rigid_index_n=np.flatnonzero(rigid_reference_box(points_small).mask((small, small))),
+        rigid_index_n=np.flatnonzero(_scaled_box(rigid_box, scale).mask((small, small))),
         iod_px=alignment.iod_px * small / params.crop_size,
     )
     curve = {n: _curve_point(context, sample, n, params.curve_flow_method) for n in curve_frame_numbers(sample, params.curve_points)}
@@ -252,8 +269,7 @@ def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tupl
     onset_crop = alignment.warp(onset_hw)
     apex_crop = alignment.warp(read_gray(sample, apex)) if apex != sample.onset_frame else onset_crop
     flow_hw2 = estimate_flow(onset_crop, apex_crop, params.flow_method)
-    boxes = region_boxes(points_crop)
-    flow_hw2, head_2 = compensate_head_motion(flow_hw2, rigid_reference_box(points_crop).mask(flow_hw2.shape[:2]))
+    flow_hw2, head_2 = compensate_head_motion(flow_hw2, rigid_box.mask(flow_hw2.shape[:2]))
     strain_hw = optical_strain(flow_hw2)
     flow_pct_hw2 = flow_hw2 * (100.0 / alignment.iod_px)
     regions = measure_regions(flow_pct_hw2, strain_hw, boxes.values())
@@ -290,16 +306,19 @@ def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tupl
 def measure_chunk(samples: Sequence[MerSample], params: UnimerParameters) -> list[SampleMeasurement | Rejection]:
     """Pass 1 for one chunk; a sample that cannot be measured becomes a Rejection.
 
-    Faces are located for the whole chunk first, then the flows measured: the 68-point model
-    (about 100 MB of regression trees) then stays in the CPU caches from one face to the next
-    instead of being evicted by the flow of every sample in between (several times faster)."""
+    Stage by stage over the whole chunk: onset frames and face boxes, then the 68 landmarks,
+    then the flows. The 68-point model (about 100 MB of regression trees) then stays in the CPU
+    caches from one face to the next instead of being evicted by the detector and the flow of
+    every sample in between (the landmarks cost a fifth)."""
     cv2.setNumThreads(1)  # one process per core; also keeps the flow bit-identical across runs
-    faces: list[tuple[np.ndarray, FaceLandmarks] | SampleError] = []
+    onsets: list[tuple[np.ndarray, FaceBox | None] | SampleError] = []
     for sample in samples:
         try:
-            faces.append(locate_onset_face(sample, params))
+            onset_hw = read_gray(sample, sample.onset_frame)
+            onsets.append((onset_hw, detect_onset_box(onset_hw, params)))
         except SampleError as error:
-            faces.append(error)
+            onsets.append(error)
+    faces = [item if isinstance(item, SampleError) else (item[0], face_from_box(item[0], item[1], params)) for item in onsets]
     results: list[SampleMeasurement | Rejection] = []
     for sample, onset_face in zip(samples, faces):
         try:
