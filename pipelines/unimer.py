@@ -61,7 +61,7 @@ from mertk.captions import (
 )
 from mertk.captions.instructions import RegionAnswer
 from mertk.corpora.casme2 import CorpusListing, MerSample, read_casme2
-from mertk.face import FaceBox, FaceLandmarks, detect_face, find_face, landmarks_68
+from mertk.face import FaceBox, FaceLandmarks, detect_face, find_face, landmarks_68, load_models
 from mertk.flow import FLOW_METHODS, FlowMethodError, compensate_head_motion, estimate_flow, optical_strain
 from mertk.flow.fields import CURVE_FLOW_METHODS
 from mertk.flow.crop import DEFAULT_CROP_SIZE, FaceAlignment, align_face
@@ -356,8 +356,32 @@ def _measure_cached(index: int, samples: list[MerSample], params: UnimerParamete
     return results
 
 
-def measure_all(samples: Sequence[MerSample], params: UnimerParameters, cache_dir: Path, workers: int = 1, progress: bool = True) -> list:
-    """Pass 1 over all samples in chunks of shard_size, cached per chunk, `workers` processes."""
+def start_workers(params: UnimerParameters, workers: int) -> ProcessPoolExecutor:
+    """The pass-1 process pool, started at once: each worker loads the dlib models (about a
+    second) while the parent is still reading the coding sheet and listing the frames."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(params.predictor,))
+    pool.submit(int)  # starts the processes now
+    return pool
+
+
+def _start_worker(predictor: str | None) -> None:
+    cv2.setNumThreads(1)
+    try:
+        load_models(predictor)
+    except Exception:  # noqa: BLE001 - the same error is raised, with its message, where the model is used
+        pass
+
+
+def measure_all(
+    samples: Sequence[MerSample],
+    params: UnimerParameters,
+    cache_dir: Path,
+    workers: int = 1,
+    progress: bool = True,
+    pool: ProcessPoolExecutor | None = None,
+) -> list:
+    """Pass 1 over all samples in chunks of shard_size, cached per chunk, `workers` processes
+    (those of `pool` when given: see `start_workers`)."""
     from mertk.console import progress_bar
 
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -365,12 +389,17 @@ def measure_all(samples: Sequence[MerSample], params: UnimerParameters, cache_di
     chunks = [list(samples[i : i + size]) for i in range(0, len(samples), size)]
     results: list = []
     with progress_bar(len(samples), "measuring flow and AU evidence", enabled=progress) as advance:
-        if workers > 1 and len(chunks) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+        if pool is not None or (workers > 1 and len(chunks) > 1):
+            own_pool = pool is None
+            pool = pool or start_workers(params, workers)
+            try:
                 futures = [pool.submit(_measure_cached, i, chunk, params, cache_dir) for i, chunk in enumerate(chunks)]
                 for future, chunk in zip(futures, chunks):
                     results.extend(future.result())
                     advance(len(chunk))
+            finally:
+                if own_pool:
+                    pool.shutdown()
         else:
             for i, chunk in enumerate(chunks):
                 results.extend(_measure_cached(i, chunk, params, cache_dir))
@@ -504,10 +533,14 @@ def build_unimer(
 
         params = replace(params, predictor=str(resolve_predictor_path(params.predictor)))
     out_dir = Path(out) / "unimer"
-    listing = read_casme2(casme2, layout=params.layout, sheet=sheet)
+    pool = start_workers(params, workers) if workers > 1 else None
+    try:
+        listing = read_casme2(casme2, layout=params.layout, sheet=sheet)
+        results = measure_all(listing.samples, params, out_dir / MEASURE_DIR, workers=workers, progress=progress, pool=pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     schema = load_schema(SCHEMA_NAME, SCHEMA_VERSION)
-
-    results = measure_all(listing.samples, params, out_dir / MEASURE_DIR, workers=workers, progress=progress)
     measurements = [r for r in results if isinstance(r, SampleMeasurement)]
     evidence_params = calibrate_thresholds(params.evidence, [r.magnitude for m in measurements for r in m.regions])
     for m in measurements:

@@ -9,6 +9,7 @@ from mertk.face.landmarks import (
     find_face,
     inter_ocular_distance,
     landmarks_68,
+    load_models,
     resolve_predictor_path,
     to_gray,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "find_face",
     "inter_ocular_distance",
     "landmarks_68",
+    "load_models",
     "resolve_predictor_path",
     "to_gray",
 ]

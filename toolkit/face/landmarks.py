@@ -110,6 +110,13 @@ def _predictor(path: str):
         raise PredictorNotFoundError(f"{path} is not a readable dlib shape predictor: {error}") from error
 
 
+def load_models(predictor_path: str | Path | None = None) -> None:
+    """Load dlib's detector and the 68-point model now (about a second) rather than on first use:
+    a worker process calls it while its parent is still reading the corpus."""
+    _detector()
+    _predictor(str(resolve_predictor_path(predictor_path)))
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     """uint8 grey (H, W) from a grey (H, W) or RGB (H, W, 3) uint8 image."""
     image = np.asarray(image)
