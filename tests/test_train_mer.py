@@ -127,6 +127,11 @@ def test_resume_with_other_parameters_is_refused(unimer_dir, tmp_path):
     with pytest.raises(ResumeMismatchError, match="other parameters"):
         train_mer(tiny_config(unimer_dir, run, lr=0.5))
 
+    finished = tmp_path / "finished"
+    train_mer(tiny_config(unimer_dir, finished, epochs=1, experts=["texture"]))
+    with pytest.raises(ResumeMismatchError, match="folds of a run with other parameters"):
+        train_mer(tiny_config(unimer_dir, finished, epochs=2, experts=["texture"]))
+
 
 class NotOurs:
     """A pickled object: torch.load(weights_only=True) must refuse to build it."""

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from mertk.models.checkpoint import save_model_weights
 from mertk.models.mer_experts import EXPERTS, MODEL_NAME, GatedExpertsModel, MerModelConfig
 from mertk.shards.io import write_bytes_atomic, write_shard
-from mertk.shards.manifest import STATE_DIR, Rejection, write_single_output_manifest
+from mertk.shards.manifest import STATE_DIR, Rejection, ResumeMismatchError, write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, run_loop, seed_everything
@@ -183,9 +183,10 @@ def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None)
             fingerprint = _fold_fingerprint(config, packed.key, subject, encoder)
             if result_path.is_file():
                 stored = json.loads(result_path.read_text(encoding="utf-8"))
-                if stored.get("fingerprint") == fingerprint:
-                    fold_results.append(stored)
-                    continue
+                if stored.get("fingerprint") != fingerprint:
+                    raise ResumeMismatchError(f"{out} holds folds of a run with other parameters; use another --out or delete it")
+                fold_results.append(stored)
+                continue
             progress.set_description(f"fold {fold_index + 1}/{len(subjects)} ({subject})")
             result, loop = _train_fold(config, inputs, subject_array, subject, fold_index, fingerprint, device, classes, encoder, progress, after_step, semantics.shape[1])
             throughput["samples"] += loop.samples_seen
