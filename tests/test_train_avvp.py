@@ -166,3 +166,18 @@ def test_soft_constraint_pulls_fused_toward_unimodal_only_inside_the_weak_label(
     fused.grad = None
     parser_loss(output, weak, None, None, AvvpTrainConfig(llp=Path("."), labels=None, out=Path("."), tie_weight=0.0)).backward()
     assert fused.grad is None or torch.count_nonzero(fused.grad) == 0  # the ablation: no tie at all
+
+
+def test_leak_mode_ties_only_where_the_fusion_claims_more_than_the_modality():
+    from mertk.models.avvp_parser import ParserOutput
+
+    weak = torch.ones(1, 25)
+    fused = torch.full((1, 2, 10, 25), 0.5)
+    fused[:, 0] = 0.95  # audio: fused above the uni-modal 0.9 -> tied; visual: below -> free
+    fused.requires_grad_(True)
+    unimodal = torch.full((1, 2, 10, 25), 0.9)
+    output = ParserOutput(fused, torch.full((1, 25), 0.5, requires_grad=True), unimodal, torch.full((1, 25), 0.5, requires_grad=True))
+    config = AvvpTrainConfig(llp=Path("."), labels=None, out=Path("."), tie_weight=1.0, tie_mode="leak")
+    parser_loss(output, weak, None, None, config).backward()
+    assert torch.all(fused.grad[0, 0] > 0)  # pushed down toward 0.9
+    assert torch.count_nonzero(fused.grad[0, 1]) == 0

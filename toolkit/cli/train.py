@@ -80,6 +80,7 @@ def avvp(
     pseudo_target: str = typer.Option("hard", "--pseudo-target", help="hard (migrated labels) or soft (migration scores) segment targets."),
     unimodal: bool = typer.Option(True, "--unimodal/--no-unimodal", help="Train the uni-modal heads (needed by the soft constraint)."),
     tie_weight: float = typer.Option(0.5, "--tie-weight", help="Weight of the uni-modal soft constraint; 0 = ablation."),
+    tie_mode: str = typer.Option("pull", "--tie-mode", help="pull: tie fused to uni-modal both ways; leak: only where the fused probability is higher."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where packed features are cached (default RUN/cache); share it between runs."),
@@ -90,7 +91,7 @@ def avvp(
     config = AvvpTrainConfig(
         llp=llp, labels=None if labels.lower() == "none" else Path(labels), out=out, features=features, epochs=epochs,
         batch_size=batch_size, lr=lr, d_model=d_model, segment_loss_weight=segment_loss_weight, pseudo_target=pseudo_target,
-        unimodal=unimodal, tie_weight=tie_weight, seed=seed, device=device, cache_dir=cache_dir,
+        unimodal=unimodal, tie_weight=tie_weight, tie_mode=tie_mode, seed=seed, device=device, cache_dir=cache_dir,
     )  # fmt: skip
     metrics = _run(train_avvp, config)
     for split in ("val", "test"):

@@ -45,6 +45,7 @@ from mertk.training.progress import training_progress
 PREDICTION_SCHEMA = load_schema("avvp_prediction", 1)
 STATE_KIND = "avvp"
 PSEUDO_TARGETS = ("hard", "soft")
+TIE_MODES = ("pull", "leak")
 
 
 @dataclass
@@ -65,6 +66,7 @@ class AvvpTrainConfig:
     pseudo_target: str = "hard"
     unimodal: bool = True
     tie_weight: float = 0.5
+    tie_mode: str = "pull"  # pull: both directions; leak: only where fused > uni-modal
     threshold: float = 0.5
     seed: int = 0
     device: str = "auto"
@@ -100,8 +102,11 @@ def parser_loss(output, weak_bc: torch.Tensor, migrated_bmtc: torch.Tensor | Non
         if migrated_bmtc is not None and config.segment_loss_weight > 0:
             loss = loss + config.segment_loss_weight * _bce(output.unimodal_segment_bmtc, migrated_bmtc, segment_mask)
         if config.tie_weight > 0:
-            in_weak = weak_bc[:, None, None, :] > 0
-            loss = loss + config.tie_weight * _bce(output.segment_bmtc, output.unimodal_segment_bmtc.detach(), in_weak)
+            tied = weak_bc[:, None, None, :] > 0
+            unimodal = output.unimodal_segment_bmtc.detach()
+            if config.tie_mode == "leak":  # only where the fusion claims more than the modality alone supports
+                tied = tied & (output.segment_bmtc.detach() > unimodal)
+            loss = loss + config.tie_weight * _bce(output.segment_bmtc, unimodal, tied)
     return loss
 
 
@@ -148,6 +153,8 @@ def train_avvp(config: AvvpTrainConfig, after_step: Callable[[int], None] | None
 def _train_avvp(config: AvvpTrainConfig, after_step: Callable[[int], None] | None) -> dict[str, Any]:
     from mertk.metrics.avvp import matrices_to_rows
 
+    if config.tie_mode not in TIE_MODES:
+        raise TrainingError(f"--tie-mode must be pull or leak, not {config.tie_mode!r}")
     if config.pseudo_target not in PSEUDO_TARGETS:
         raise TrainingError(f"--pseudo-target must be hard or soft, not {config.pseudo_target!r}")
     device = resolve_device(config.device)
