@@ -137,7 +137,7 @@ def read_gray(sample: MerSample, number: int, half: bool = False) -> np.ndarray:
     """Decode one frame as grey, at full or half size (the decoder's DCT scaling)."""
     flag = cv2.IMREAD_REDUCED_GRAYSCALE_2 if half else cv2.IMREAD_GRAYSCALE
     try:
-        image = cv2.imread(str(sample.frame_path(number)), flag)
+        image = cv2.imread(sample.frame_file(number), flag)
     except KeyError as error:
         raise SampleError(str(error.args[0])) from None
     if image is None or image.size == 0:
@@ -202,6 +202,16 @@ class _CurveContext:
     iod_px: float
 
 
+def median_n2(values_n2: np.ndarray) -> np.ndarray:
+    """np.median(values_n2, axis=0) of float32 vectors, bit for bit, at a tenth of its overhead."""
+    count = values_n2.shape[0]
+    middle = count // 2
+    if count % 2:
+        return np.partition(values_n2, middle, axis=0)[middle]
+    part = np.partition(values_n2, (middle - 1, middle), axis=0)
+    return (part[middle - 1] + part[middle]) / values_n2.dtype.type(2)
+
+
 def _curve_point(context: _CurveContext, sample: MerSample, number: int, method: str) -> float:
     """curve_value_from_flow of the head-compensated onset->frame flow, without building the
     compensated field: region means are linear, so the head vector is subtracted from them."""
@@ -209,7 +219,7 @@ def _curve_point(context: _CurveContext, sample: MerSample, number: int, method:
         return 0.0
     frame = context.alignment.warp(read_gray(sample, number, half=True), frame_scale=0.5, size=context.onset_small_hw.shape[0])
     flow_n2 = estimate_flow(context.onset_small_hw, frame, method).reshape(-1, 2)
-    head_2 = np.median(flow_n2[context.rigid_index_n], axis=0).astype(np.float32) if context.rigid_index_n.size else np.zeros(2, np.float32)
+    head_2 = median_n2(flow_n2[context.rigid_index_n]) if context.rigid_index_n.size else np.zeros(2, np.float32)
     return curve_value_from_region_means((context.averager_r_hw @ flow_n2 - context.averager_weight_r1 * head_2) * (100.0 / context.iod_px))
 
 

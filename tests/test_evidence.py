@@ -133,3 +133,29 @@ def test_spill_from_a_supported_neighbour_is_not_unlabelled_motion():
     _moving(motions, "upper_lid", "L", 0.0, -1.6)  # comparable to the brow: a motion of its own (AU5)
     found = find_unlabelled_motion(list(motions.values()), labels, params, evidence)
     assert ("upper_lid", "L", 5) in [(u.region, u.side, u.au) for u in found]
+
+
+def test_region_motion_takes_exactly_the_pixels_of_the_box_mask():
+    rng = np.random.default_rng(3)
+    flow = rng.normal(size=(40, 50, 2)).astype(np.float32)
+    strain = rng.random((40, 50)).astype(np.float32)
+    for x0, y0, x1, y1 in [(3.5, 2.49, 17.51, 30.0), (-4.0, -2.0, 6.2, 5.5), (44.6, 35.4, 60.0, 70.0), (10.0, 10.0, 10.4, 10.4)]:
+        box = RegionBox("cheek", "L", x0, y0, x1, y1)
+        mask = box.mask(flow.shape[:2])
+        motion = region_motion(flow, strain, box)
+        if not mask.any():
+            assert motion.magnitude == 0.0
+            continue
+        vectors = flow[mask].astype(np.float64)
+        assert (motion.dx, motion.dy) == tuple(vectors.mean(axis=0))
+        assert motion.strain == float(strain[mask].mean())
+        assert motion.coherence == pytest.approx(math.hypot(motion.dx, motion.dy) / np.linalg.norm(vectors, axis=1).mean())
+
+
+def test_fast_median_is_numpy_median_bit_for_bit():
+    from mertk.pipelines.unimer import median_n2
+
+    rng = np.random.default_rng(4)
+    for count in (1, 2, 3, 230, 231):
+        values = rng.normal(size=(count, 2)).astype(np.float32)
+        assert np.array_equal(median_n2(values), np.median(values, axis=0).astype(np.float32))

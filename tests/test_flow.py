@@ -22,7 +22,7 @@ def _warp(image: np.ndarray, flow_hw2: np.ndarray) -> np.ndarray:
     return cv2.remap(image, xs - flow_hw2[..., 0], ys - flow_hw2[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-@pytest.mark.parametrize("method", FLOW_METHODS)
+@pytest.mark.parametrize("method", (*FLOW_METHODS, "dis_light"))
 def test_each_method_recovers_a_smooth_local_motion(method):
     image = _face_patch()
     ys, xs = np.mgrid[0:160, 0:160].astype(np.float32)

@@ -74,9 +74,13 @@ class MerSample:
         return f"{self.subject}/{self.episode}"
 
     def frame_path(self, number: int) -> Path:
+        return Path(self.frame_file(number))
+
+    def frame_file(self, number: int) -> str:
+        """The path of frame `number` as a string (what a decoder takes)."""
         for frame, path in self.frames:
             if frame == number:
-                return Path(path)
+                return path
         raise KeyError(f"{self.sample_id}: no frame {number} on disk")
 
     @property
