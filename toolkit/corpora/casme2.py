@@ -15,6 +15,7 @@ plus unnamed empty columns. ApexFrame is '/' when unknown (the pipeline estimate
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,24 +125,54 @@ def find_layout(root: Path, layout: Layout = "auto") -> tuple[str, Path]:
 
 
 def read_sheet(path: Path) -> list[dict[str, str]]:
-    """Sheet rows as dicts of stripped strings ('' for empty cells), header names stripped."""
-    import pandas as pd
+    """Sheet rows as dicts of stripped strings ('' for empty cells), header names stripped.
 
+    Read with openpyxl (first worksheet) or the csv module rather than pandas: importing pandas
+    alone takes longer than reading a CASME II sheet. Numbers become text as Excel shows them
+    ('46' for 46 and 46.0, '4.5' for 4.5); a repeated header keeps its first column."""
     try:
-        if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        else:
-            frame = pd.read_excel(path, dtype=str, engine="openpyxl", keep_default_na=False)
-    except Exception as error:  # pandas/openpyxl raise many types for a damaged file
+        table = _csv_table(path) if path.suffix.lower() == ".csv" else _xlsx_table(path)
+    except Exception as error:  # openpyxl / zipfile / csv raise many types for a damaged file
         raise Casme2LayoutError(f"{path}: not a readable coding sheet: {error}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if not table:
+        raise Casme2LayoutError(f"{path}: the coding sheet is empty")
+    header = [str(c).strip() if c not in (None, "") else f"Unnamed: {i}" for i, c in enumerate(table[0])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise Casme2LayoutError(f"{path}: the coding sheet lacks column(s) {', '.join(missing)} (has {', '.join(frame.columns)})")
+        raise Casme2LayoutError(f"{path}: the coding sheet lacks column(s) {', '.join(missing)} (has {', '.join(header)})")
+    positions = {name: header.index(name) for name in REQUIRED_COLUMNS}
     rows = []
-    for record in frame[list(REQUIRED_COLUMNS)].to_dict(orient="records"):
-        rows.append({k: ("" if v is None else str(v).strip()) for k, v in record.items()})
+    for cells in table[1:]:
+        rows.append({name: (_cell_text(cells[i]) if i < len(cells) else "") for name, i in positions.items()})
     return rows
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _csv_table(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return [row for row in csv.reader(handle)]
+
+
+def _xlsx_table(path: Path) -> list[list[object]]:
+    import openpyxl
+
+    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        table = [list(row) for row in workbook.worksheets[0].iter_rows(values_only=True)]
+    finally:
+        workbook.close()
+    while table and all(c in (None, "") for c in table[-1]):  # trailing empty rows
+        table.pop()
+    return table
 
 
 class _RowError(ValueError):
@@ -170,10 +201,11 @@ def _au_text(text: str) -> str:
 
 def _frames_on_disk(folder: Path, pattern: re.Pattern) -> tuple[tuple[int, str], ...]:
     frames = []
-    for path in folder.iterdir():
-        match = pattern.match(path.name)
-        if match and path.is_file():
-            frames.append((int(match.group(1)), str(path)))
+    with os.scandir(folder) as entries:  # file types from the directory listing: no stat per frame
+        for entry in entries:
+            match = pattern.match(entry.name)
+            if match and entry.is_file():
+                frames.append((int(match.group(1)), os.path.join(str(folder), entry.name)))
     return tuple(sorted(frames))
 
 
