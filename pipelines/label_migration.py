@@ -38,11 +38,10 @@ from mertk.corpora.llp_annotations import (
     read_dense_labels,
 )
 from mertk.corpora.llp_features import (
-    FeatureFileError,
+    BlockReader,
     FeatureLayout,
     feature_layout,
     read_llp_videos,
-    read_segment_embeddings,
 )
 from mertk.migration.anchors import (
     AnchorError,
@@ -142,10 +141,22 @@ class ReadPass:
     cache: SegmentCache
 
 
+READ_BLOCK_VIDEOS = 32  # videos per read task
+READ_THREADS = 2  # file reading overlaps the statistics (np.load-like reads release the GIL)
+
+
 def read_corpus(
     root: Path, videos: Sequence[WeakLabel], layout: FeatureLayout, cache_dir: Path, centre: bool, progress: bool, label: str
 ) -> ReadPass:
-    """Read every video's features once: statistics, prototype seeds, cache; reject bad files."""
+    """Read every video's features once: statistics, prototype seeds, cache; reject bad files.
+
+    Blocks of videos are read by a small thread pool, a few blocks ahead of the main thread,
+    which folds each block into the statistics, the seeds and the cache in video order (so the
+    result does not depend on the threads).
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     from mertk.console import progress_bar
 
     cache = SegmentCache(cache_dir, {m: layout.dim(m) for m in MODALITIES})
@@ -154,23 +165,42 @@ def read_corpus(
     seeds = {m: PrototypeSeeds(layout.dim(m)) for m in MODALITIES}
     units: list[VideoUnit] = []
     rejections: list[Rejection] = []
+    reader = BlockReader(root, layout, half_dtype=cache.dtype)
+    blocks = [videos[first : first + READ_BLOCK_VIDEOS] for first in range(0, len(videos), READ_BLOCK_VIDEOS)]
+    written = 0
     try:
-        with progress_bar(len(videos), f"{label}: reading features", enabled=progress) as advance:
-            for video in videos:
-                try:
-                    embeddings = read_segment_embeddings(root, video.video_id, layout)
-                except FeatureFileError as error:
-                    rejections.append(Rejection(video.filename, f"{video.filename}: {error}", error.file))
-                    advance(1)
-                    continue
-                index = cache.append(embeddings)
-                for modality in MODALITIES:
-                    rows = embeddings.modality(modality)
-                    sum_d = rows.sum(axis=0, dtype=np.float64)
-                    stats[modality].add(rows, sum_d)
-                    seeds[modality].add(video.label_indices, rows, sum_d)
-                units.append(VideoUnit(index, video.filename, video.video_id, video.split, video.label_indices))
-                advance(1)
+        with progress_bar(len(videos), f"{label}: reading features", enabled=progress) as advance, ThreadPoolExecutor(
+            READ_THREADS
+        ) as pool, ThreadPoolExecutor(1) as writer:
+            pending: deque = deque()
+            writes: deque = deque()
+            for number, block_videos in enumerate(blocks):
+                while len(pending) < 2 * READ_THREADS and number + len(pending) < len(blocks):
+                    pending.append(pool.submit(reader.read, [v.video_id for v in blocks[number + len(pending)]]))
+                block = pending.popleft().result()
+                good = [row for row, error in enumerate(block.errors) if error is None]
+                for row, error in enumerate(block.errors):
+                    if error is not None:
+                        video = block_videos[row]
+                        rejections.append(Rejection(video.filename, f"{video.filename}: {error}", error.file))
+                if good:
+                    chosen = slice(None) if len(good) == len(block_videos) else np.array(good)
+                    while len(writes) > 2:  # the writer keeps up: at most a few blocks in memory
+                        writes.popleft().result()
+                    writes.append(writer.submit(cache.append_block, {m: block.half[m][chosen] for m in MODALITIES}))
+                    classes = [block_videos[row].label_indices for row in good]
+                    for modality in MODALITIES:
+                        sums_n_d = block.sums[modality][chosen]
+                        # Rejected rows are zeros: the block's sums of squares are those of the good rows.
+                        stats[modality].add_block(sums_n_d, block.part_squares[modality], len(good) * NUM_SEGMENTS)
+                        seeds[modality].add_block(classes, sums_n_d)
+                    for offset, row in enumerate(good):
+                        video = block_videos[row]
+                        units.append(VideoUnit(written + offset, video.filename, video.video_id, video.split, video.label_indices))
+                    written += len(good)
+                advance(len(block_videos))
+            while writes:
+                writes.popleft().result()
     finally:
         cache.close()
     return ReadPass(units, rejections, stats, seeds, cache)
@@ -238,6 +268,9 @@ def fit_model(
     sample = fit_sample(read.units, config.fit_videos, config.calibrate)
     thresholds: dict[str, np.ndarray] = {}
     rules: dict[str, list[str]] = {}
+    # The sample's centred rows and norms do not depend on the anchors: computed once, kept for
+    # every pass (memory bounded by fit_videos, not by the corpus).
+    centred_blocks: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
     for number in range(passes):
         last = number == passes - 1
         bins = {m: SimilarityBins(layout.dim(m), vectors=(m in refine and not last)) for m in MODALITIES}
@@ -246,10 +279,11 @@ def fit_model(
                 chosen = sample[first : first + config.block_videos]
                 n = len(chosen)
                 for modality in MODALITIES:
-                    rows_r_d = read.cache.read_videos(modality, chosen).reshape(n * NUM_SEGMENTS, -1)
-                    similarity_r_c, centred_r_d, inverse_norm_r = normalisers[modality].centred_cosine(
-                        rows_r_d, anchors[modality], overwrite=True
-                    )
+                    if (first, modality) not in centred_blocks:
+                        rows_r_d = read.cache.read_videos(modality, chosen).reshape(n * NUM_SEGMENTS, -1)
+                        centred_blocks[first, modality] = normalisers[modality].centred(rows_r_d, overwrite=True)
+                    centred_r_d, inverse_norm_r = centred_blocks[first, modality]
+                    similarity_r_c = normalisers[modality].cosine(centred_r_d, inverse_norm_r, anchors[modality])
                     similarity = similarity_r_c.reshape(n, NUM_SEGMENTS, NUM_CLASSES)
                     truth = labelled = None
                     if last and val is not None:

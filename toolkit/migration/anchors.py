@@ -65,6 +65,17 @@ class PrototypeSeeds:
                 self.multi_sum_c_d[class_index] += total_d / len(weak_classes)
                 self.multi_count_c[class_index] += raw_t_d.shape[0] / len(weak_classes)
 
+    def add_block(self, weak_classes: Sequence[Sequence[int]], sums_n_d: np.ndarray, rows: int = NUM_SEGMENTS) -> None:
+        """`add` for n videos at once: their weak labels and per-video column sums (n, dim)."""
+        for classes, sum_d in zip(weak_classes, sums_n_d):
+            if len(classes) == 1:
+                self.single_sum_c_d[classes[0]] += sum_d
+                self.single_count_c[classes[0]] += rows
+            else:
+                for class_index in classes:
+                    self.multi_sum_c_d[class_index] += sum_d / len(classes)
+                    self.multi_count_c[class_index] += rows / len(classes)
+
     def prototypes(self, normaliser: Normaliser) -> tuple[np.ndarray, list[str]]:
         """(25, dim) unit rows (zero rows for classes never seen) and how each was seeded."""
         rows = np.zeros((NUM_CLASSES, self.dim))

@@ -79,6 +79,15 @@ class ModalityStats:
             part.add_sums(sum_d[start : start + part.dim], float(np.einsum("td,td->", piece, piece, dtype=np.float64)), rows_t_d.shape[0])
             start += part.dim
 
+    def add_block(self, sums_n_d: np.ndarray, part_squares: list[float], rows: int) -> None:
+        """Add a block of videos from their per-video column sums (n, dim), the sum of squares
+        of each part over all their rows, and the number of rows (segments)."""
+        total_d = sums_n_d.sum(axis=0)
+        start = 0
+        for part, squares in zip(self.parts, part_squares):
+            part.add_sums(total_d[start : start + part.dim], squares, rows)
+            start += part.dim
+
     def frozen(self) -> "Normaliser":
         dims = [p.dim for p in self.parts]
         means = np.concatenate([p.mean_d for p in self.parts]) if self.centre else np.zeros(sum(dims))
@@ -110,12 +119,16 @@ class Normaliser:
         folded into the anchors and, being constant per part, into the norm. `overwrite=True`
         centres a float32 `rows_n_d` in place (the caller's block is not needed afterwards).
         """
+        centred, inverse_norm_n = self.centred(rows_n_d, overwrite)
+        return self.cosine(centred, inverse_norm_n, anchors_c_d), centred, inverse_norm_n
+
+    def centred(self, rows_n_d: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(centred rows x - mean (n, d) float32, 1/|u| (n,) float32): what `cosine` needs, whatever the anchors."""
         if overwrite and rows_n_d.dtype == np.float32 and rows_n_d.flags.writeable:
             centred = rows_n_d
         else:
             centred = rows_n_d.astype(np.float32, copy=True)
         centred -= self.mean_d
-        dot_n_c = centred @ (anchors_c_d * self.scale_d).T
         squared_n = np.zeros(centred.shape[0], dtype=np.float64)
         dims = self.part_dims or (centred.shape[1],)
         scales = self.part_scales if self.part_scales is not None else np.array([float(self.scale_d[0])])
@@ -125,7 +138,12 @@ class Normaliser:
             squared_n += scale * scale * np.einsum("nd,nd->n", piece, piece).astype(np.float64)
             start += dim
         inverse_norm_n = (1.0 / np.maximum(np.sqrt(squared_n), 1e-12)).astype(np.float32)
-        return dot_n_c * inverse_norm_n[:, None], centred, inverse_norm_n
+        return centred, inverse_norm_n
+
+    def cosine(self, centred_n_d: np.ndarray, inverse_norm_n: np.ndarray, anchors_c_d: np.ndarray) -> np.ndarray:
+        """(n, 25) cosine of centred rows (with their 1/|u|) to unit anchors."""
+        dot_n_c = centred_n_d @ (anchors_c_d * self.scale_d).T
+        return dot_n_c * inverse_norm_n[:, None]
 
     def linear(self, sum_d: np.ndarray, count: float) -> np.ndarray:
         """The centred, scaled (not normalised) sum of `count` raw rows that add up to `sum_d`."""
@@ -185,12 +203,17 @@ class SegmentCache:
         return data.reshape(stop - start, NUM_SEGMENTS, dim).astype(np.float32, copy=False)
 
     def read_videos(self, modality: str, indices: np.ndarray) -> np.ndarray:
-        """(len(indices), 10, dim) float32 of the given (sorted) videos; consecutive runs read at once."""
+        """(len(indices), 10, dim) float32 of the given videos (one gather from a memory map)."""
         if len(indices) == 0:
             return np.zeros((0, NUM_SEGMENTS, self.dims[modality]), dtype=np.float32)
-        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
-        runs = np.split(np.asarray(indices), breaks)
-        return np.concatenate([self.read(modality, int(run[0]), int(run[-1]) + 1) for run in runs])
+        dim = self.dims[modality]
+        mapped = np.memmap(self.path(modality), dtype=self.dtype, mode="r")
+        count = mapped.size // (NUM_SEGMENTS * dim)
+        if int(np.max(indices)) >= count:
+            raise RuntimeError(f"{self.path(modality)}: segment cache is shorter than expected; delete it and rerun")
+        picked = mapped[: count * NUM_SEGMENTS * dim].reshape(count, NUM_SEGMENTS, dim)[np.asarray(indices)]
+        del mapped
+        return picked.astype(np.float32)
 
     def blocks(self, block_videos: int = 512) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """(first video index, {modality: (n, 10, dim) float32}) for consecutive blocks."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mertk.corpora.llp_annotations import LLP_CLASSES, MODALITIES
-from mertk.report.html import figure_png, img, table, write_page
+from mertk.report.html import img, table, write_page
 
 METRIC_ROWS = (
     ("segment", "audio", "Segment audio F1"),
@@ -56,61 +56,106 @@ def print_score_table(scores: dict[str, Any], target: dict[str, Any] | None) -> 
         console.print("no split with dense labels: no quality table (the eval CSVs or ground_truth_*.csv are needed)")
 
 
+# Figures are drawn with OpenCV on numpy canvases: importing and rendering matplotlib took a few
+# seconds per run, a fixed cost as large as labelling a small corpus.
+_WHITE, _BLACK, _GREY, _LIGHT = (255, 255, 255), (40, 40, 40), (187, 187, 187), (225, 225, 225)
+_BLUE, _GREEN = (175, 117, 59), (44, 160, 44)  # BGR
+_FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _png(canvas: np.ndarray) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", canvas)
+    assert ok, "PNG encoding failed"
+    return encoded.tobytes()
+
+
+def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.4, colour=_BLACK) -> None:
+    import cv2
+
+    cv2.putText(canvas, text, (int(x), int(y)), _FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+def _vertical_labels(names: list[str], height: int, pitch: float, scale: float = 0.35) -> np.ndarray:
+    """A (height, len * pitch) strip with the names written bottom-up, one per `pitch` pixels."""
+    import cv2
+
+    strip = np.full((int(pitch * len(names)) + 1, height, 3), 255, dtype=np.uint8)  # drawn sideways
+    for index, name in enumerate(names):
+        _text(strip, name, 2, int((index + 0.5) * pitch) + 4, scale)
+    return cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
+
+
 def _per_class_figure(scores: dict[str, Any]) -> bytes:
     """Per-class segment F1, pseudo-labels beside naive: one row per split, one column per modality."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import cv2
 
     splits = list(scores)
-    figure, axes = plt.subplots(len(splits), 2, figsize=(14, 3.4 * len(splits)), sharey=True, squeeze=False)
-    x = np.arange(len(LLP_CLASSES))
-    for split, axes_row in zip(splits, axes):
-        per_class = scores[split]["per_class_f1"]
-        for axis, modality in zip(axes_row, MODALITIES):
-            pseudo = np.nan_to_num(np.array(per_class[modality]["pseudo"], dtype=float), nan=0.0)
-            naive = np.nan_to_num(np.array(per_class[modality]["naive"], dtype=float), nan=0.0)
-            axis.bar(x - 0.2, 100 * naive, width=0.4, label="naive (weak label everywhere)", color="#bbbbbb")
-            axis.bar(x + 0.2, 100 * pseudo, width=0.4, label="pseudo-labels", color="#3b75af")
-            axis.set_xticks(x, LLP_CLASSES if split == splits[-1] else [], rotation=75, fontsize=7)
-            axis.set_title(f"{split}: {modality} segment F1 per class", fontsize=9)
-            axis.set_ylim(0, 100)
-        axes_row[0].set_ylabel("F1 (%)")
-    axes[0][0].legend(fontsize=8, loc="lower left")
-    return figure_png(figure)
+    panel_w, panel_h, left, top, gap, label_h = 620, 220, 40, 28, 20, 120
+    pitch = (panel_w - 10) / len(LLP_CLASSES)
+    width = 2 * (left + panel_w) + gap
+    height = 30 + len(splits) * (top + panel_h + 10) + label_h
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    _text(canvas, "per-class segment F1 (%): naive, weak label everywhere (grey) vs pseudo-labels (blue)", 10, 18, 0.45)
+    for row, split in enumerate(splits):
+        y0 = 30 + row * (top + panel_h + 10) + top
+        for column, modality in enumerate(MODALITIES):
+            x0 = column * (left + panel_w + gap) + left
+            _text(canvas, f"{split}: {modality}", x0, y0 - 8, 0.45)
+            for tick in (0, 50, 100):
+                y = y0 + panel_h - int(panel_h * tick / 100)
+                cv2.line(canvas, (x0, y), (x0 + panel_w, y), _LIGHT, 1)
+                _text(canvas, str(tick), x0 - 30, y + 4, 0.35)
+            per_class = scores[split]["per_class_f1"][modality]
+            pseudo = np.nan_to_num(np.array(per_class["pseudo"], dtype=float), nan=0.0)
+            naive = np.nan_to_num(np.array(per_class["naive"], dtype=float), nan=0.0)
+            for index in range(len(LLP_CLASSES)):
+                x = x0 + 5 + index * pitch
+                for offset, value, colour in ((0.1, naive[index], _GREY), (0.5, pseudo[index], _BLUE)):
+                    bar_top = y0 + panel_h - int(round(panel_h * min(max(value, 0.0), 1.0)))
+                    cv2.rectangle(canvas, (int(x + offset * pitch), bar_top), (int(x + (offset + 0.38) * pitch), y0 + panel_h), colour, -1)
+            cv2.rectangle(canvas, (x0, y0), (x0 + panel_w, y0 + panel_h), _BLACK, 1)
+    labels = _vertical_labels(list(LLP_CLASSES), label_h, pitch)
+    for column in range(2):
+        x0 = column * (left + panel_w + gap) + left + 5
+        canvas[height - label_h : height, x0 : x0 + labels.shape[1]] = labels[:, : max(0, min(labels.shape[1], width - x0))]
+    return _png(canvas)
 
 
 def _timeline_figure(videos: list[tuple[str, tuple, tuple, np.ndarray]]) -> bytes:
     """One row per video, one column per modality: true segments above, migrated below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import cv2
 
     rows_per_video = []
     for _, _, truth, weak_c in videos:
         rows_per_video.append(sorted(set(np.flatnonzero(weak_c)) | set(np.flatnonzero(truth[0].any(1) | truth[1].any(1)))))
-    heights = [max(len(classes), 1) for classes in rows_per_video]
-    figure, axes = plt.subplots(
-        len(videos), 2, figsize=(11, 0.6 + 0.42 * sum(heights) + 0.5 * len(videos)), squeeze=False,
-        gridspec_kw={"height_ratios": heights},
-    )
-    for (filename, pred, truth, _), classes, axes_row in zip(videos, rows_per_video, axes):
-        for axis, modality, p, t in zip(axes_row, MODALITIES, pred, truth):
+    names_w, cell, row_h, title_h = 150, 30, 22, 22
+    panel_w = names_w + 10 * cell
+    width = 2 * panel_w + 30
+    height = 30 + sum(title_h + max(len(c), 1) * row_h + 18 for c in rows_per_video)
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    _text(canvas, "true segments (green, upper half) vs migrated (blue, lower half), seconds 0-10", 10, 18, 0.45)
+    y0 = 30
+    for (filename, pred, truth, _), classes in zip(videos, rows_per_video):
+        for column, (modality, p, t) in enumerate(zip(MODALITIES, pred, truth)):
+            x0 = 10 + column * (panel_w + 10)
+            _text(canvas, f"{filename} {modality}", x0, y0 + 15, 0.4)
+            grid_x = x0 + names_w
             for row, c in enumerate(classes):
-                on_true, on_pred = np.flatnonzero(t[c]), np.flatnonzero(p[c])
-                axis.broken_barh([(x, 1) for x in on_true], (row - 0.4, 0.35), color="#2ca02c")
-                axis.broken_barh([(x, 1) for x in on_pred], (row + 0.05, 0.35), color="#3b75af")
-            axis.set_xlim(0, 10)
-            axis.set_ylim(len(classes) - 0.5, -0.6)
-            axis.set_yticks(range(len(classes)), [LLP_CLASSES[c] for c in classes], fontsize=7)
-            axis.set_xticks(range(11))
-            axis.tick_params(axis="x", labelsize=7)
-            axis.set_title(f"{filename} {modality}", fontsize=8)
-    figure.suptitle("true segments (green, upper half) vs migrated (blue, lower half)", fontsize=9)
-    figure.tight_layout()
-    return figure_png(figure)
+                y = y0 + title_h + row * row_h
+                _text(canvas, LLP_CLASSES[c][:22], x0, y + 15, 0.35)
+                for second in range(10):
+                    x = grid_x + second * cell
+                    cv2.rectangle(canvas, (x, y), (x + cell, y + row_h), _LIGHT, 1)
+                    if t[c][second]:
+                        cv2.rectangle(canvas, (x + 1, y + 2), (x + cell - 1, y + row_h // 2 - 1), _GREEN, -1)
+                    if p[c][second]:
+                        cv2.rectangle(canvas, (x + 1, y + row_h // 2 + 1), (x + cell - 1, y + row_h - 2), _BLUE, -1)
+            for second in range(0, 11, 5):
+                _text(canvas, str(second), grid_x + second * cell - 3, y0 + title_h + max(len(classes), 1) * row_h + 13, 0.35)
+        y0 += title_h + max(len(classes), 1) * row_h + 18
+    return _png(canvas)
 
 
 def write_report(
