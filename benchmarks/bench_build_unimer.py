@@ -5,7 +5,9 @@ Prints:
   * the time to only decode frames with the same number of processes, and the ratio build /
     decode, for three readings of "the same frames": every frame of every clip (the input the
     build is given), the frames the build reads (at full size), and those frames with the build's
-    own decoder calls (motion-curve frames at half size),
+    own decoder calls (motion-curve frames at half size); build and decode-only alternate
+    `--repeats` times and the ratios are medians over the repeats, as wall time and as CPU time
+    of all processes (the CPU ratio hardly moves with the load of a shared machine),
   * the Done-when figures against the planted truth,
   * per flow method: endpoint error (pixels of the aligned crop) of onset->apex flow against the
     planted field inside the facial regions, and its time per frame pair.
@@ -13,12 +15,13 @@ Prints:
 The corpus is made once by `mertk sample-data casme2 --scale casme2` (255 samples, 640x480,
 60 frames each) into the cache folder and reused.
 
-    .venv/bin/python benchmarks/bench_build_unimer.py [--cache DIR] [--workers 2] [--epe-samples 40]
+    .venv/bin/python benchmarks/bench_build_unimer.py [--cache DIR] [--workers 2] [--repeats 3] [--epe-samples 40]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import tempfile
 import time
@@ -51,15 +54,29 @@ def _decode_chunk(jobs: list[tuple[str, bool]]) -> int:
     return total
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children (pool workers once joined)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def decode_seconds(jobs: list[tuple[str, bool]], workers: int) -> float:
+    return decode_seconds_and_cpu(jobs, workers)[0]
+
+
+def decode_seconds_and_cpu(jobs: list[tuple[str, bool]], workers: int) -> tuple[float, float]:
     chunks = [jobs[i::workers] for i in range(workers)]
+    cpu = cpu_seconds()
     started = time.perf_counter()
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             list(pool.map(_decode_chunk, chunks))
     else:
         _decode_chunk(jobs)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds() - cpu
 
 
 def decoded_frames(run) -> list[tuple[str, bool]]:
@@ -129,6 +146,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mertk-bench" / "casme2")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epe-samples", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3, help="builds (each followed by the decode-only runs); ratios are medians")
     parser.add_argument("--skip-build", action="store_true", help="only the flow-method figures")
     args = parser.parse_args()
 
@@ -139,13 +157,25 @@ def main() -> None:
     if not args.skip_build:
         out = Path(tempfile.mkdtemp(prefix="bench-unimer-"))
         try:
-            started = time.perf_counter()
-            run = build_unimer(corpus, out, UnimerParameters(flow_method="dis"), workers=args.workers, progress=False)
-            build_s = time.perf_counter() - started
-            jobs = decoded_frames(run)
-            full_jobs = [(path, False) for path, _ in jobs]
-            decode_same_calls = decode_seconds(jobs, args.workers)
-            decode_full = decode_seconds(full_jobs, args.workers)
+            # Build and decode-only alternate `--repeats` times (fresh output folder each build);
+            # the ratios are medians over the repeats, which damps the load of a shared machine.
+            builds, builds_cpu, same_calls, same_calls_cpu, fulls = [], [], [], [], []
+            for repeat in range(args.repeats):
+                shutil.rmtree(out / "unimer", ignore_errors=True)
+                cpu = cpu_seconds()
+                started = time.perf_counter()
+                run = build_unimer(corpus, out, UnimerParameters(flow_method="dis"), workers=args.workers, progress=False)
+                builds.append(time.perf_counter() - started)
+                builds_cpu.append(cpu_seconds() - cpu)
+                jobs = decoded_frames(run)
+                full_jobs = [(path, False) for path, _ in jobs]
+                wall, cpu_used = decode_seconds_and_cpu(jobs, args.workers)
+                same_calls.append(wall)
+                same_calls_cpu.append(cpu_used)
+                fulls.append(decode_seconds(full_jobs, args.workers))
+            build_s = float(np.median(builds))
+            decode_same_calls = float(np.median(same_calls))
+            decode_full = float(np.median(fulls))
             every_frame = [(path, False) for s in run.listing.samples for _, path in s.frames]
             decode_every = decode_seconds(every_frame, args.workers)
             samples = run.manifest.inputs_seen
@@ -153,16 +183,24 @@ def main() -> None:
                 {
                     "samples": samples,
                     "workers": args.workers,
+                    "repeats": args.repeats,
                     "build_wall_s": round(build_s, 2),
+                    "build_wall_s_each": [round(b, 2) for b in builds],
                     "samples_per_s": round(samples / build_s, 2),
                     "frames_decoded": len(jobs),
                     "decode_only_full_size_s": round(decode_full, 2),
                     "decode_only_same_calls_s": round(decode_same_calls, 2),
+                    "decode_only_same_calls_s_each": [round(d, 2) for d in same_calls],
                     "frames_in_corpus": len(every_frame),
                     "decode_only_every_frame_s": round(decode_every, 2),
                     "ratio_build_to_decode_every_frame": round(build_s / decode_every, 2),
-                    "ratio_build_to_decode_full_size": round(build_s / decode_full, 2),
-                    "ratio_build_to_decode_same_calls": round(build_s / decode_same_calls, 2),
+                    "ratio_build_to_decode_full_size": round(float(np.median([b / d for b, d in zip(builds, fulls)])), 2),
+                    "ratio_build_to_decode_same_calls": round(float(np.median([b / d for b, d in zip(builds, same_calls)])), 2),
+                    # CPU seconds (all processes) instead of wall time: far less sensitive to other
+                    # load on the machine; equals the wall ratio on an idle machine with perfect balance.
+                    "build_cpu_s": round(float(np.median(builds_cpu)), 2),
+                    "decode_only_same_calls_cpu_s": round(float(np.median(same_calls_cpu)), 2),
+                    "cpu_ratio_build_to_decode_same_calls": round(float(np.median([b / d for b, d in zip(builds_cpu, same_calls_cpu)])), 2),
                     "goal_wall_le_60s": build_s <= 60,
                     "truth": truth_agreement(run.out_dir, corpus / "ground_truth.parquet"),
                     "report_bytes": (run.out_dir / "report.html").stat().st_size,
