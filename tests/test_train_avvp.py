@@ -21,7 +21,7 @@ from mertk.training.avvp import AvvpTrainConfig, parser_loss, train_avvp
 from mertk.training.avvp_data import AvvpDataError, pack_llp
 from mertk.training.errors import TrainingError
 
-TINY = dict(epochs=2, batch_size=8, d_model=16, heads=2, device="cpu", progress=False)
+TINY = dict(epochs=2, batch_size=8, d_model=16, heads=2, device="cpu", progress=False, threads=1)
 TEN_NUMBERS = {"audio", "visual", "audio_visual", "type", "event"}
 
 
@@ -52,7 +52,7 @@ def test_cli_end_to_end_with_migrated_labels(llp_corpus, pseudo_dir, tmp_path):
     result = CliRunner().invoke(
         app,
         ["train", "avvp", "--llp", str(llp_corpus), "--labels", str(pseudo_dir), "--out", str(run), "--epochs", "2",
-         "--batch-size", "8", "--d-model", "16", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")],
+         "--batch-size", "8", "--d-model", "16", "--device", "cpu", "--threads", "1", "--cache-dir", str(tmp_path / "cache")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "test: segment Type@AV" in result.output

@@ -13,6 +13,7 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 
+_THREADS_HELP = "CPU threads for torch (0: torch's default). On a busy shared machine --threads 1 is often much faster."
 _DEVICE_HELP = "auto (cuda when available), cpu or cuda. Runs are deterministic on cpu for a seed."
 
 
@@ -47,6 +48,7 @@ def mer(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where packed inputs and text embeddings are cached (default RUN/cache)."),
+    threads: int = typer.Option(0, "--threads", min=0, help=_THREADS_HELP),
 ) -> None:
     """Train the three-expert gated MER model under leave-one-subject-out; report UF1/UAR."""
     from mertk.training.mer import MerTrainConfig, train_mer
@@ -54,7 +56,7 @@ def mer(
     config = MerTrainConfig(
         unimer_dir=unimer_dir, out=out, protocol=protocol, experts=[e.strip() for e in experts.split(",") if e.strip()],
         epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, expert_loss_weight=expert_loss_weight,
-        semantic_encoder=semantic_encoder, seed=seed, device=device, cache_dir=cache_dir,
+        semantic_encoder=semantic_encoder, seed=seed, device=device, cache_dir=cache_dir, threads=threads,
     )  # fmt: skip
     metrics = _run(train_mer, config)
     pooled = metrics["pooled"]
@@ -84,6 +86,7 @@ def avvp(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where packed features are cached (default RUN/cache); share it between runs."),
+    threads: int = typer.Option(0, "--threads", min=0, help=_THREADS_HELP),
 ) -> None:
     """Train the hybrid-attention AVVP parser; select on val; report the 10 AVVP numbers for val and test."""
     from mertk.training.avvp import AvvpTrainConfig, train_avvp
@@ -91,7 +94,7 @@ def avvp(
     config = AvvpTrainConfig(
         llp=llp, labels=None if labels.lower() == "none" else Path(labels), out=out, features=features, epochs=epochs,
         batch_size=batch_size, lr=lr, d_model=d_model, segment_loss_weight=segment_loss_weight, pseudo_target=pseudo_target,
-        unimodal=unimodal, tie_weight=tie_weight, tie_mode=tie_mode, seed=seed, device=device, cache_dir=cache_dir,
+        unimodal=unimodal, tie_weight=tie_weight, tie_mode=tie_mode, seed=seed, device=device, cache_dir=cache_dir, threads=threads,
     )  # fmt: skip
     metrics = _run(train_avvp, config)
     for split in ("val", "test"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ def load_training_state(path: Path | str, *, kind: str) -> dict[str, Any]:
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError) as error:
+    except Exception as error:  # any failure to unpickle under weights_only means: not a file we wrote
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ForeignCheckpointError(
             f"{path}: not a mertk training checkpoint (it cannot be read with weights_only=True: {first_line})"

@@ -72,11 +72,12 @@ class AvvpTrainConfig:
     device: str = "auto"
     cache_dir: Path | None = None
     checkpoint_every: int = 200
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
     progress: bool = True
 
     def parameters(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("llp", "out", "cache_dir", "progress", "checkpoint_every", "device"):
+        for name in ("llp", "out", "cache_dir", "progress", "checkpoint_every", "device", "threads"):
             data.pop(name)
         data["labels"] = str(self.labels) if self.labels is not None else "none"
         return data
@@ -146,7 +147,7 @@ def _feature_statistics(packed: PackedLlp, rows: np.ndarray, chunk: int = 512):
 
 def train_avvp(config: AvvpTrainConfig, after_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train, select on val, score test; write RUN's outputs; return metrics (as in metrics.json)."""
-    with deterministic_kernels(resolve_device(config.device)):
+    with deterministic_kernels(resolve_device(config.device), config.threads):
         return _train_avvp(config, after_step)
 
 

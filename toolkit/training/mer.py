@@ -71,12 +71,13 @@ class MerTrainConfig:
     device: str = "auto"
     cache_dir: Path | None = None
     checkpoint_every: int = 200
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
     progress: bool = True
 
     def parameters(self) -> dict[str, Any]:
         """What determines the result (paths and presentation excluded)."""
         data = asdict(self)
-        for name in ("unimer_dir", "out", "cache_dir", "progress", "checkpoint_every", "device"):
+        for name in ("unimer_dir", "out", "cache_dir", "progress", "checkpoint_every", "device", "threads"):
             data.pop(name)
         return data
 
@@ -148,7 +149,7 @@ def _fold_fingerprint(config: MerTrainConfig, data_key: str, subject: str, encod
 
 def train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train and evaluate under LOSO; write RUN's outputs; return the metrics dict (as in metrics.json)."""
-    with deterministic_kernels(resolve_device(config.device)):
+    with deterministic_kernels(resolve_device(config.device), config.threads):
         return _train_mer(config, after_step)
 
 
