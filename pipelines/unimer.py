@@ -366,9 +366,21 @@ def _measure_cached(index: int, samples: list[MerSample], params: UnimerParamete
     return results
 
 
+def _read_while_loading_models(casme2: Path | str, params: UnimerParameters, sheet: Path | str | None) -> CorpusListing:
+    """read_casme2 in a helper process while this one loads the dlib models (about a second
+    each); pass-1 workers forked afterwards share the loaded models instead of each loading them."""
+    with ProcessPoolExecutor(max_workers=1) as helper:
+        listing = helper.submit(read_casme2, casme2, layout=params.layout, sheet=sheet)
+        try:
+            load_models(params.predictor)
+        except Exception:  # noqa: BLE001 - raised again, with its message, where the model is used
+            pass
+        return listing.result()
+
+
 def start_workers(params: UnimerParameters, workers: int) -> ProcessPoolExecutor:
-    """The pass-1 process pool, started at once: each worker loads the dlib models (about a
-    second) while the parent is still reading the coding sheet and listing the frames."""
+    """The pass-1 process pool, started at once (each worker has the dlib models loaded: from
+    the parent when it loaded them before, else it loads them first)."""
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(params.predictor,))
     pool.submit(int)  # starts the processes now
     return pool
@@ -543,9 +555,13 @@ def build_unimer(
 
         params = replace(params, predictor=str(resolve_predictor_path(params.predictor)))
     out_dir = Path(out) / "unimer"
-    pool = start_workers(params, workers) if workers > 1 else None
-    try:
+    pool = None
+    if workers > 1:
+        listing = _read_while_loading_models(casme2, params, sheet)
+        pool = start_workers(params, workers)  # forked now: the workers share the parent's models
+    else:
         listing = read_casme2(casme2, layout=params.layout, sheet=sheet)
+    try:
         results = measure_all(listing.samples, params, out_dir / MEASURE_DIR, workers=workers, progress=progress, pool=pool)
     finally:
         if pool is not None:
