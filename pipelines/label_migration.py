@@ -354,11 +354,48 @@ def segment_similarity(model: MigrationModel, cache: SegmentCache, start: int, s
 # ---------------------------------------------------------------- pass: label (sharded)
 
 
+class SimilarityPrefetch:
+    """Computes the next shard's similarities in a thread while the current shard is written.
+
+    In-process labelling only (workers = 1): run_sharded labels shards in order, so the next
+    shard's cache range is known; a range that was not prefetched (a resumed run skipping
+    shards) is computed on the spot. Also keeps each labelled video's hard labels
+    (`labels[modality]`, (videos, 25, 10) bool, a few hundred bytes per video) so that the report
+    need not read the shards back.
+    """
+
+    def __init__(self, model: MigrationModel, cache: SegmentCache, videos: int, shard_videos: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.model, self.cache, self.videos, self.shard_videos = model, cache, videos, shard_videos
+        self.pool = ThreadPoolExecutor(1)
+        self.futures: dict[tuple[int, int], Any] = {}
+        self.labels = {m: np.zeros((videos, NUM_CLASSES, NUM_SEGMENTS), dtype=bool) for m in MODALITIES}
+        self.labelled = np.zeros(videos, dtype=bool)
+
+    def similarity(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        future = self.futures.pop((start, stop), None)
+        following = (stop, min(stop + self.shard_videos, self.videos))
+        if following[0] < following[1] and following not in self.futures:
+            self.futures[following] = self.pool.submit(segment_similarity, self.model, self.cache, *following)
+        return future.result() if future is not None else segment_similarity(self.model, self.cache, start, stop)
+
+    def keep(self, start: int, result: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        for modality in MODALITIES:
+            labels_n_t_c = result[modality][1]
+            self.labels[modality][start : start + len(labels_n_t_c)] = labels_n_t_c.transpose(0, 2, 1)
+        self.labelled[start : start + len(result[MODALITIES[0]][1])] = True
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass(frozen=True)
 class LabelContext:
     cache_dir: str
     dims: dict[str, int]
     model: MigrationModel
+    prefetch: SimilarityPrefetch | None = None  # workers = 1 only (not picklable)
 
 
 def pseudo_label_table(
@@ -394,9 +431,14 @@ def pseudo_label_table(
 
 
 def label_shard(context: LabelContext, units: list[VideoUnit]) -> ShardResult:
-    cache = SegmentCache(context.cache_dir, context.dims)
-    similarity = segment_similarity(context.model, cache, units[0].cache_index, units[-1].cache_index + 1)
+    start, stop = units[0].cache_index, units[-1].cache_index + 1
+    if context.prefetch is not None:
+        similarity = context.prefetch.similarity(start, stop)
+    else:
+        similarity = segment_similarity(context.model, SegmentCache(context.cache_dir, context.dims), start, stop)
     result = label_from_similarity(context.model, similarity, _weak_matrix(units))
+    if context.prefetch is not None:
+        context.prefetch.keep(start, result)
     return ShardResult(pseudo_label_table(units, result), [u.filename for u in units], [])
 
 
@@ -451,15 +493,24 @@ def dense_truth(root: Path, units: Sequence[VideoUnit]) -> dict[str, tuple[list[
     return out
 
 
-def evaluate_splits(root: Path, out_dir: Path, units: Sequence[VideoUnit]) -> tuple[dict, dict]:
-    """AVVP scores of pseudo-labels and of the naive baseline per split; and the matrices used."""
+def evaluate_splits(
+    root: Path, out_dir: Path, units: Sequence[VideoUnit], labelled: SimilarityPrefetch | None = None
+) -> tuple[dict, dict]:
+    """AVVP scores of pseudo-labels and of the naive baseline per split; and the matrices used.
+
+    The hard labels come from `labelled` when it holds every video (labelled in this process),
+    else they are read back from the shards.
+    """
     from mertk.metrics.avvp import avvp_scores, per_class_segment_scores
     from mertk.migration.migrate import naive_labels
 
     truth = dense_truth(root, units)
     if not truth:
         return {}, {}
-    predicted = read_pseudo_matrices(out_dir, [u.filename for u in units])
+    if labelled is not None and labelled.labelled.all():
+        predicted = labelled.labels
+    else:
+        predicted = read_pseudo_matrices(out_dir, [u.filename for u in units])
     weak_n_c = _weak_matrix(units)
     scores, matrices = {}, {}
     for split, (rows, dense, source) in truth.items():
@@ -638,21 +689,26 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
         raise MigrationError(f"{root}: no video has usable {layout.name} features (first problem: {first})")
     try:
         model, fit_summary = fit_model(root, config, layout, read, progress)
-        context = LabelContext(str(cache_dir), read.cache.dims, model)
-        manifest = run_sharded(
-            out_dir,
-            load_schema(*SCHEMA),
-            read.units,
-            functools.partial(label_shard, context),
-            command=command_line(),
-            parameters={**config.parameters(), "llp": str(root)},
-            shard_size=config.shard_videos,
-            pre_rejections=pre,
-            workers=config.workers,
-            description="migrate-labels: labelling",
-            progress=progress,
-        )
-        scores, matrices = evaluate_splits(root, out_dir, read.units)
+        prefetch = SimilarityPrefetch(model, read.cache, read.cache.videos, config.shard_videos) if config.workers <= 1 else None
+        context = LabelContext(str(cache_dir), read.cache.dims, model, prefetch)
+        try:
+            manifest = run_sharded(
+                out_dir,
+                load_schema(*SCHEMA),
+                read.units,
+                functools.partial(label_shard, context),
+                command=command_line(),
+                parameters={**config.parameters(), "llp": str(root)},
+                shard_size=config.shard_videos,
+                pre_rejections=pre,
+                workers=config.workers,
+                description="migrate-labels: labelling",
+                progress=progress,
+                )
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+        scores, matrices = evaluate_splits(root, out_dir, read.units, prefetch)
         target_summary = run_target(config, layout, read, model, out_dir, progress) if config.target else None
     finally:
         read.cache.remove()
