@@ -354,6 +354,9 @@ def segment_similarity(model: MigrationModel, cache: SegmentCache, start: int, s
 # ---------------------------------------------------------------- pass: label (sharded)
 
 
+PREFETCH_SHARDS = 2  # shards whose similarities are computed ahead, each in its own thread
+
+
 class SimilarityPrefetch:
     """Computes the next shard's similarities in a thread while the current shard is written.
 
@@ -368,16 +371,19 @@ class SimilarityPrefetch:
         from concurrent.futures import ThreadPoolExecutor
 
         self.model, self.cache, self.videos, self.shard_videos = model, cache, videos, shard_videos
-        self.pool = ThreadPoolExecutor(1)
+        self.pool = ThreadPoolExecutor(PREFETCH_SHARDS)
         self.futures: dict[tuple[int, int], Any] = {}
         self.labels = {m: np.zeros((videos, NUM_CLASSES, NUM_SEGMENTS), dtype=bool) for m in MODALITIES}
         self.labelled = np.zeros(videos, dtype=bool)
 
     def similarity(self, start: int, stop: int) -> dict[str, np.ndarray]:
         future = self.futures.pop((start, stop), None)
-        following = (stop, min(stop + self.shard_videos, self.videos))
-        if following[0] < following[1] and following not in self.futures:
-            self.futures[following] = self.pool.submit(segment_similarity, self.model, self.cache, *following)
+        first = stop
+        for _ in range(PREFETCH_SHARDS):
+            following = (first, min(first + self.shard_videos, self.videos))
+            if following[0] < following[1] and following not in self.futures:
+                self.futures[following] = self.pool.submit(segment_similarity, self.model, self.cache, *following)
+            first = following[1]
         return future.result() if future is not None else segment_similarity(self.model, self.cache, start, stop)
 
     def keep(self, start: int, result: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -493,41 +499,63 @@ def dense_truth(root: Path, units: Sequence[VideoUnit]) -> dict[str, tuple[list[
     return out
 
 
+def truth_and_baseline(root: Path, units: Sequence[VideoUnit]) -> dict[str, dict[str, Any]]:
+    """Per split with dense labels: its truth and the naive baseline's scores (no pseudo-label needed,
+    so this runs in a thread while the corpus is labelled)."""
+    from mertk.metrics.avvp import avvp_scores, per_class_segment_scores
+    from mertk.migration.migrate import naive_labels
+
+    weak_n_c = _weak_matrix(units)
+    out = {}
+    for split, (rows, dense, source) in dense_truth(root, units).items():
+        naive = naive_labels(weak_n_c[rows])
+        out[split] = {
+            "rows": rows,
+            "dense": dense,
+            "source": source,
+            "weak": weak_n_c[rows],
+            "scores": avvp_scores(naive, naive, dense.audio_v_c_t, dense.visual_v_c_t).to_dict(),
+            "per_class_f1": {
+                m: per_class_segment_scores(naive, g).f1.tolist() for m, g in (("audio", dense.audio_v_c_t), ("visual", dense.visual_v_c_t))
+            },
+        }
+    return out
+
+
 def evaluate_splits(
-    root: Path, out_dir: Path, units: Sequence[VideoUnit], labelled: SimilarityPrefetch | None = None
+    root: Path,
+    out_dir: Path,
+    units: Sequence[VideoUnit],
+    labelled: SimilarityPrefetch | None = None,
+    baseline: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict, dict]:
     """AVVP scores of pseudo-labels and of the naive baseline per split; and the matrices used.
 
     The hard labels come from `labelled` when it holds every video (labelled in this process),
-    else they are read back from the shards.
+    else they are read back from the shards; `baseline` is `truth_and_baseline(root, units)` if
+    already computed.
     """
     from mertk.metrics.avvp import avvp_scores, per_class_segment_scores
-    from mertk.migration.migrate import naive_labels
 
-    truth = dense_truth(root, units)
+    truth = truth_and_baseline(root, units) if baseline is None else baseline
     if not truth:
         return {}, {}
     if labelled is not None and labelled.labelled.all():
         predicted = labelled.labels
     else:
         predicted = read_pseudo_matrices(out_dir, [u.filename for u in units])
-    weak_n_c = _weak_matrix(units)
     scores, matrices = {}, {}
-    for split, (rows, dense, source) in truth.items():
-        naive = naive_labels(weak_n_c[rows])
+    for split, part in truth.items():
+        rows, dense = part["rows"], part["dense"]
         pred_a, pred_v = predicted["audio"][rows], predicted["visual"][rows]
         pseudo = avvp_scores(pred_a, pred_v, dense.audio_v_c_t, dense.visual_v_c_t)
-        baseline = avvp_scores(naive, naive, dense.audio_v_c_t, dense.visual_v_c_t)
         scores[split] = {
             "videos": len(rows),
-            "truth": source,
+            "truth": part["source"],
             "pseudo": pseudo.to_dict(),
-            "naive": baseline.to_dict(),
+            "naive": part["scores"],
             "per_class_f1": {
-                m: {
-                    "pseudo": per_class_segment_scores(p, g).f1.tolist(),
-                    "naive": per_class_segment_scores(naive, g).f1.tolist(),
-                }
+                m: {"pseudo": per_class_segment_scores(p, g).f1.tolist(), "naive": part["per_class_f1"][m]}
                 for m, p, g in (("audio", pred_a, dense.audio_v_c_t), ("visual", pred_v, dense.visual_v_c_t))
             },
             "truth_defects": dense.defects.counts(),
@@ -536,7 +564,7 @@ def evaluate_splits(
             "filenames": [units[r].filename for r in rows],
             "pred": (pred_a, pred_v),
             "truth": (dense.audio_v_c_t, dense.visual_v_c_t),
-            "weak": weak_n_c[rows],
+            "weak": part["weak"],
         }
     return scores, matrices
 
@@ -687,6 +715,10 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
         read.cache.remove()
         first = read.rejections[0].reason if read.rejections else "no videos listed"
         raise MigrationError(f"{root}: no video has usable {layout.name} features (first problem: {first})")
+    from concurrent.futures import ThreadPoolExecutor
+
+    background = ThreadPoolExecutor(1)  # truth and naive baseline, while anchors are fitted and videos labelled
+    baseline = background.submit(truth_and_baseline, root, read.units)
     try:
         model, fit_summary = fit_model(root, config, layout, read, progress)
         prefetch = SimilarityPrefetch(model, read.cache, read.cache.videos, config.shard_videos) if config.workers <= 1 else None
@@ -708,9 +740,10 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
         finally:
             if prefetch is not None:
                 prefetch.close()
-        scores, matrices = evaluate_splits(root, out_dir, read.units, prefetch)
+        scores, matrices = evaluate_splits(root, out_dir, read.units, prefetch, baseline.result())
         target_summary = run_target(config, layout, read, model, out_dir, progress) if config.target else None
     finally:
+        background.shutdown(wait=True, cancel_futures=True)
         read.cache.remove()
     manifest.summary = {
         **fit_summary,

@@ -194,6 +194,24 @@ def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> tuple
 # ---------------------------------------------------------------- block reader (streaming passes)
 
 
+def cast_float(array: np.ndarray, dtype: type) -> np.ndarray:
+    """`array.astype(dtype)` between float32 and float16, bit for bit, several times faster.
+
+    OpenCV converts with the CPU's half-precision instructions (numpy's cast is scalar); x * 1.0
+    keeps every value, -0.0 and inf included, and rounds to nearest even like numpy.
+    """
+    import cv2
+
+    target = np.dtype(dtype)
+    if array.dtype == target:
+        return array.copy()
+    depths = {np.dtype(np.float16): cv2.CV_16F, np.dtype(np.float32): cv2.CV_32F}
+    if array.size == 0 or array.dtype not in depths or target not in depths:
+        return array.astype(target)
+    rows = np.ascontiguousarray(array).reshape(-1, array.shape[-1] if array.ndim > 1 else array.size)
+    return cv2.multiply(rows, 1.0, dtype=depths[target]).reshape(array.shape)
+
+
 def _standard_header(rows: int, dim: int) -> bytes:
     """The header bytes `np.save` writes for a C-ordered little-endian float32 (rows, dim) array."""
     import io
@@ -337,5 +355,5 @@ class BlockReader:
                 piece = rows_r_d[:, start : start + part.dim]
                 squares[modality].append(float(np.einsum("rd,rd->", piece, piece, dtype=np.float64)))
                 start += part.dim
-        half = {m: arrays[m].astype(self.half_dtype) for m in modalities} if self.half_dtype is not None else None
+        half = {m: cast_float(arrays[m], self.half_dtype) for m in modalities} if self.half_dtype is not None else None
         return FeatureBlock(list(video_ids), arrays, sums, squares, errors, half)

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS
-from mertk.corpora.llp_features import FeatureLayout, SegmentEmbeddings
+from mertk.corpora.llp_features import FeatureLayout, SegmentEmbeddings, cast_float
 
 CACHE_DTYPE = np.float16
 
@@ -200,7 +200,7 @@ class SegmentCache:
             data = np.fromfile(handle, dtype=self.dtype, count=values)
         if data.size != values:
             raise RuntimeError(f"{self.path(modality)}: segment cache is shorter than expected; delete it and rerun")
-        return data.reshape(stop - start, NUM_SEGMENTS, dim).astype(np.float32, copy=False)
+        return cast_float(data.reshape(stop - start, NUM_SEGMENTS, dim), np.float32) if data.dtype != np.float32 else data.reshape(stop - start, NUM_SEGMENTS, dim)
 
     def read_videos(self, modality: str, indices: np.ndarray) -> np.ndarray:
         """(len(indices), 10, dim) float32 of the given videos (one gather from a memory map)."""
@@ -213,7 +213,7 @@ class SegmentCache:
             raise RuntimeError(f"{self.path(modality)}: segment cache is shorter than expected; delete it and rerun")
         picked = mapped[: count * NUM_SEGMENTS * dim].reshape(count, NUM_SEGMENTS, dim)[np.asarray(indices)]
         del mapped
-        return picked.astype(np.float32)
+        return cast_float(picked, np.float32)
 
     def blocks(self, block_videos: int = 512) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """(first video index, {modality: (n, 10, dim) float32}) for consecutive blocks."""
