@@ -39,6 +39,7 @@ from mertk.corpora.llp_annotations import (
 )
 from mertk.corpora.llp_features import (
     BlockReader,
+    cast_float,
     FeatureLayout,
     feature_layout,
     read_llp_videos,
@@ -340,14 +341,24 @@ def fit_sample(units: Sequence[VideoUnit], fit_videos: int, calibrate: str) -> n
     return np.array(sorted(chosen), dtype=np.int64)
 
 
+SIMILARITY_CHUNK_ROWS = 320
+
+
 def segment_similarity(model: MigrationModel, cache: SegmentCache, start: int, stop: int) -> dict[str, np.ndarray]:
     """{modality: (n, 10, 25)} cosine of the cached videos [start, stop) to the final anchors."""
     out = {}
     for modality in MODALITIES:
         part = model.modality(modality)
-        rows = cache.read(modality, start, stop)
-        cosine, _, _ = part.normaliser.centred_cosine(rows.reshape(-1, rows.shape[-1]), part.anchors_c_d, overwrite=True)
-        out[modality] = cosine.reshape(stop - start, NUM_SEGMENTS, NUM_CLASSES)
+        stored = cache.read_stored(modality, start, stop)
+        stored_r_d = stored.reshape(-1, stored.shape[-1])
+        cosine_r_c = np.empty((stored_r_d.shape[0], NUM_CLASSES), dtype=np.float32)
+        # Chunks of rows small enough to stay in the CPU cache across the cast, centring, norm
+        # and product (each row's result does not depend on the chunking).
+        for first in range(0, stored_r_d.shape[0], SIMILARITY_CHUNK_ROWS):
+            chunk = stored_r_d[first : first + SIMILARITY_CHUNK_ROWS]
+            rows = cast_float(chunk, np.float32) if chunk.dtype != np.float32 else chunk.copy()
+            cosine_r_c[first : first + len(rows)], _, _ = part.normaliser.centred_cosine(rows, part.anchors_c_d, overwrite=True)
+        out[modality] = cosine_r_c.reshape(stop - start, NUM_SEGMENTS, NUM_CLASSES)
     return out
 
 

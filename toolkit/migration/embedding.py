@@ -191,6 +191,17 @@ class SegmentCache:
                 handle.close()
         self._handles = None
 
+    def read_stored(self, modality: str, start: int, stop: int) -> np.ndarray:
+        """(stop - start, 10, dim) of the videos [start, stop) in the stored dtype."""
+        dim = self.dims[modality]
+        values = (stop - start) * NUM_SEGMENTS * dim
+        with open(self.path(modality), "rb") as handle:
+            handle.seek(start * NUM_SEGMENTS * dim * self.dtype.itemsize)
+            data = np.fromfile(handle, dtype=self.dtype, count=values)
+        if data.size != values:
+            raise RuntimeError(f"{self.path(modality)}: segment cache is shorter than expected; delete it and rerun")
+        return data.reshape(stop - start, NUM_SEGMENTS, dim)
+
     def read(self, modality: str, start: int, stop: int) -> np.ndarray:
         """(stop - start, 10, dim) float32 of the videos [start, stop), a fresh writeable array."""
         dim = self.dims[modality]
