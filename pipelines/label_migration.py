@@ -421,10 +421,12 @@ def pseudo_label_table(
     """Rows (video, modality, segment) in that order; scores (n, 10, 25), labels (n, 10, 25)."""
     n = len(units)
     per_video = len(MODALITIES) * NUM_SEGMENTS
-    filenames = np.repeat(np.array([u.filename for u in units], dtype=object), per_video)
-    video_ids = np.repeat(np.array([u.video_id for u in units], dtype=object), per_video)
-    splits = np.repeat(np.array([split or u.split for u in units], dtype=object), per_video)
-    modality = np.tile(np.repeat(np.array(MODALITIES, dtype=object), NUM_SEGMENTS), n)
+    # String columns: the n distinct values, repeated by Arrow's take (no Python object per row).
+    video_rows = pa.array(np.repeat(np.arange(n, dtype=np.int32), per_video))
+    filenames = pa.array([u.filename for u in units], type=pa.string()).take(video_rows)
+    video_ids = pa.array([u.video_id for u in units], type=pa.string()).take(video_rows)
+    splits = pa.array([split or u.split for u in units], type=pa.string()).take(video_rows)
+    modality = pa.array(list(MODALITIES), type=pa.string()).take(pa.array(np.tile(np.repeat(np.arange(len(MODALITIES), dtype=np.int32), NUM_SEGMENTS), n)))
     segment = np.tile(np.arange(NUM_SEGMENTS, dtype=np.int8), n * len(MODALITIES))
     # (n, modality, segment, class) in row order
     scores_r_c = np.stack([result[m][0] for m in MODALITIES], axis=1).reshape(n * per_video, NUM_CLASSES)
@@ -432,14 +434,14 @@ def pseudo_label_table(
     row_i, class_i = np.nonzero(labels_r_c)
     offsets = np.zeros(n * per_video + 1, dtype=np.int32)
     np.cumsum(np.bincount(row_i, minlength=n * per_video), out=offsets[1:])
-    names = pa.array(np.array(LLP_CLASSES, dtype=object)[class_i], type=pa.string())
+    names = pa.array(list(LLP_CLASSES), type=pa.string()).take(pa.array(class_i.astype(np.int32)))
     score_offsets = np.arange(0, (n * per_video + 1) * NUM_CLASSES, NUM_CLASSES, dtype=np.int32)
     return pa.table(
         {
-            "filename": pa.array(filenames, type=pa.string()),
-            "video_id": pa.array(video_ids, type=pa.string()),
-            "split": pa.array(splits, type=pa.string()),
-            "modality": pa.array(modality, type=pa.string()),
+            "filename": filenames,
+            "video_id": video_ids,
+            "split": splits,
+            "modality": modality,
             "segment": pa.array(segment, type=pa.int8()),
             "labels": pa.ListArray.from_arrays(pa.array(offsets), names),
             "scores": pa.ListArray.from_arrays(pa.array(score_offsets), pa.array(scores_r_c.reshape(-1), type=pa.float32())),
@@ -704,6 +706,21 @@ def run_target(
 # ---------------------------------------------------------------- the whole run
 
 
+def _warm_imports() -> None:
+    """Import the later stages' heavy modules in a thread while the read pass waits on files."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in ("scipy.sparse", "pyarrow.parquet", "mertk.metrics.avvp", "mertk.migration.report", "cv2", "rich.table"):
+            try:
+                importlib.import_module(name)
+            except ImportError:  # the stage that needs it reports the problem
+                pass
+
+    threading.Thread(target=load, name="warm-imports", daemon=True).start()
+
+
 def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = MigrationConfig(), progress: bool = True) -> MigrationResult:
     """Run label migration on the LLP folder `llp`; outputs under `out/avvp_pseudo/`."""
     from mertk.migration.report import print_score_table, write_report
@@ -718,6 +735,7 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
         raise MigrationError(f"--features must be han or clip, not {config.features!r}")
     layout = feature_layout(config.features, config.r2plus1d)
     videos, bad_rows = read_llp_videos(root)
+    _warm_imports()
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = out_dir / CACHE_FOLDER
     read = read_corpus(root, videos, layout, cache_dir, config.centre, progress, "migrate-labels")

@@ -66,20 +66,15 @@ class PrototypeSeeds:
                 self.multi_count_c[class_index] += raw_t_d.shape[0] / len(weak_classes)
 
     def add_block(self, weak_classes: Sequence[Sequence[int]], sums_n_d: np.ndarray, rows: int = NUM_SEGMENTS) -> None:
-        """`add` for n videos at once: their weak labels and per-video column sums (n, dim).
-
-        Accumulates in video order (np.add.at), i.e. exactly as `add` called video by video.
-        """
-        single = [(row, classes[0]) for row, classes in enumerate(weak_classes) if len(classes) == 1]
-        if single:
-            videos, classes = np.array(single).T
-            np.add.at(self.single_sum_c_d, classes, sums_n_d[videos])
-            np.add.at(self.single_count_c, classes, float(rows))
-        multi = [(row, c, len(classes)) for row, classes in enumerate(weak_classes) if len(classes) != 1 for c in classes]
-        if multi:
-            videos, classes, counts = np.array(multi).T
-            np.add.at(self.multi_sum_c_d, classes, sums_n_d[videos] / counts[:, None])
-            np.add.at(self.multi_count_c, classes, rows / counts)
+        """`add` for n videos at once: their weak labels and per-video column sums (n, dim)."""
+        for classes, sum_d in zip(weak_classes, sums_n_d):
+            if len(classes) == 1:
+                self.single_sum_c_d[classes[0]] += sum_d
+                self.single_count_c[classes[0]] += rows
+            else:
+                for class_index in classes:
+                    self.multi_sum_c_d[class_index] += sum_d / len(classes)
+                    self.multi_count_c[class_index] += rows / len(classes)
 
     def prototypes(self, normaliser: Normaliser) -> tuple[np.ndarray, list[str]]:
         """(25, dim) unit rows (zero rows for classes never seen) and how each was seeded."""
