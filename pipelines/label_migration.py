@@ -140,6 +140,21 @@ class ReadPass:
     stats: dict[str, ModalityStats]
     seeds: dict[str, PrototypeSeeds]
     cache: SegmentCache
+    # The cached (float16) rows of the videos `kept_indices` (unit indices), kept in memory during
+    # the read so that fitting need not gather them back from the cache; None if not kept.
+    kept_indices: np.ndarray | None = None
+    kept_rows: dict[str, np.ndarray] | None = None
+
+    def fit_rows(self, modality: str, indices: np.ndarray) -> np.ndarray:
+        """(len(indices), 10, dim) float32 of the given units, from memory when kept, else the cache."""
+        if self.kept_rows is not None and self.kept_indices is not None:
+            position = np.searchsorted(self.kept_indices, indices)
+            if np.all(position < len(self.kept_indices)) and np.array_equal(self.kept_indices[np.minimum(position, len(self.kept_indices) - 1)], indices):
+                return cast_float(self.kept_rows[modality][position], np.float32)
+        return self.cache.read_videos(modality, indices)
+
+
+KEEP_FIT_VIDEOS = 4000  # at most this many sample videos are kept in memory during the read
 
 
 READ_BLOCK_VIDEOS = 32  # videos per read task
@@ -147,7 +162,14 @@ READ_THREADS = 2  # file reading overlaps the statistics (np.load-like reads rel
 
 
 def read_corpus(
-    root: Path, videos: Sequence[WeakLabel], layout: FeatureLayout, cache_dir: Path, centre: bool, progress: bool, label: str
+    root: Path,
+    videos: Sequence[WeakLabel],
+    layout: FeatureLayout,
+    cache_dir: Path,
+    centre: bool,
+    progress: bool,
+    label: str,
+    keep: np.ndarray | None = None,
 ) -> ReadPass:
     """Read every video's features once: statistics, prototype seeds, cache; reject bad files.
 
@@ -169,6 +191,10 @@ def read_corpus(
     reader = BlockReader(root, layout, half_dtype=cache.dtype)
     blocks = [videos[first : first + READ_BLOCK_VIDEOS] for first in range(0, len(videos), READ_BLOCK_VIDEOS)]
     written = 0
+    # `keep`: sorted indices into `videos` whose cached rows stay in memory; they are unit
+    # indices too as long as no video is rejected (otherwise fitting reads the cache).
+    keep = None if keep is None or len(keep) > KEEP_FIT_VIDEOS else np.asarray(keep, dtype=np.int64)
+    kept_rows = {m: np.empty((len(keep), NUM_SEGMENTS, layout.dim(m)), dtype=cache.dtype) for m in MODALITIES} if keep is not None else None
     try:
         with progress_bar(len(videos), f"{label}: reading features", enabled=progress) as advance, ThreadPoolExecutor(
             READ_THREADS
@@ -179,6 +205,11 @@ def read_corpus(
                 while len(pending) < 2 * READ_THREADS and number + len(pending) < len(blocks):
                     pending.append(pool.submit(reader.read, [v.video_id for v in blocks[number + len(pending)]]))
                 block = pending.popleft().result()
+                if keep is not None:
+                    first_video = number * READ_BLOCK_VIDEOS
+                    lo, hi = np.searchsorted(keep, [first_video, first_video + len(block_videos)])
+                    for modality in MODALITIES:
+                        kept_rows[modality][lo:hi] = block.half[modality][keep[lo:hi] - first_video]
                 good = [row for row, error in enumerate(block.errors) if error is None]
                 for row, error in enumerate(block.errors):
                     if error is not None:
@@ -204,7 +235,9 @@ def read_corpus(
                 writes.popleft().result()
     finally:
         cache.close()
-    return ReadPass(units, rejections, stats, seeds, cache)
+    if rejections:  # indices into `videos` are no longer unit indices
+        keep = kept_rows = None
+    return ReadPass(units, rejections, stats, seeds, cache, keep, kept_rows)
 
 
 # ---------------------------------------------------------------- anchors and thresholds
@@ -281,7 +314,7 @@ def fit_model(
                 n = len(chosen)
                 for modality in MODALITIES:
                     if (first, modality) not in centred_blocks:
-                        rows_r_d = read.cache.read_videos(modality, chosen).reshape(n * NUM_SEGMENTS, -1)
+                        rows_r_d = read.fit_rows(modality, chosen).reshape(n * NUM_SEGMENTS, -1)
                         centred_blocks[first, modality] = normalisers[modality].centred(rows_r_d, overwrite=True)
                     centred_r_d, inverse_norm_r = centred_blocks[first, modality]
                     similarity_r_c = normalisers[modality].cosine(centred_r_d, inverse_norm_r, anchors[modality])
@@ -326,7 +359,7 @@ def fit_model(
     return model, summary
 
 
-def fit_sample(units: Sequence[VideoUnit], fit_videos: int, calibrate: str) -> np.ndarray:
+def fit_sample(units: Sequence[VideoUnit] | Sequence[WeakLabel], fit_videos: int, calibrate: str) -> np.ndarray:
     """Cache indices of the videos that anchors and thresholds are fitted on, in order.
 
     All videos when there are at most `fit_videos` (or `fit_videos` is 0); otherwise that many,
@@ -738,7 +771,9 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
     _warm_imports()
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = out_dir / CACHE_FOLDER
-    read = read_corpus(root, videos, layout, cache_dir, config.centre, progress, "migrate-labels")
+    # The fit sample, should no video be rejected: its rows are kept during the read.
+    expected_sample = fit_sample(videos, config.fit_videos, config.calibrate)
+    read = read_corpus(root, videos, layout, cache_dir, config.centre, progress, "migrate-labels", keep=expected_sample)
     pre = [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad_rows] + read.rejections
     if not read.units:
         read.cache.remove()
