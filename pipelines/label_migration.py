@@ -402,7 +402,7 @@ PREFETCH_SHARDS = 2  # shards whose similarities are computed ahead, each in its
 
 
 class SimilarityPrefetch:
-    """Computes the next shard's similarities in a thread while the current shard is written.
+    """Labels the next shards (similarities, scores, table) in threads while the current one is written.
 
     In-process labelling only (workers = 1): run_sharded labels shards in order, so the next
     shard's cache range is known; a range that was not prefetched (a resumed run skipping
@@ -411,24 +411,31 @@ class SimilarityPrefetch:
     need not read the shards back.
     """
 
-    def __init__(self, model: MigrationModel, cache: SegmentCache, videos: int, shard_videos: int):
+    def __init__(self, model: MigrationModel, cache: SegmentCache, units: Sequence[VideoUnit], shard_videos: int):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.model, self.cache, self.videos, self.shard_videos = model, cache, videos, shard_videos
+        videos = len(units)
+        self.model, self.cache, self.units, self.videos, self.shard_videos = model, cache, units, videos, shard_videos
         self.pool = ThreadPoolExecutor(PREFETCH_SHARDS)
         self.futures: dict[tuple[int, int], Any] = {}
         self.labels = {m: np.zeros((videos, NUM_CLASSES, NUM_SEGMENTS), dtype=bool) for m in MODALITIES}
         self.labelled = np.zeros(videos, dtype=bool)
 
-    def similarity(self, start: int, stop: int) -> dict[str, np.ndarray]:
+    def labelled_shard(self, start: int, stop: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], pa.Table]:
+        """Scores and labels of the units [start, stop), and their table (the shard's rows)."""
+        units = self.units[start:stop]
+        result = label_from_similarity(self.model, segment_similarity(self.model, self.cache, start, stop), _weak_matrix(units))
+        return result, pseudo_label_table(units, result)
+
+    def shard(self, start: int, stop: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], pa.Table]:
         future = self.futures.pop((start, stop), None)
         first = stop
         for _ in range(PREFETCH_SHARDS):
             following = (first, min(first + self.shard_videos, self.videos))
             if following[0] < following[1] and following not in self.futures:
-                self.futures[following] = self.pool.submit(segment_similarity, self.model, self.cache, *following)
+                self.futures[following] = self.pool.submit(self.labelled_shard, *following)
             first = following[1]
-        return future.result() if future is not None else segment_similarity(self.model, self.cache, start, stop)
+        return future.result() if future is not None else self.labelled_shard(start, stop)
 
     def keep(self, start: int, result: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         for modality in MODALITIES:
@@ -485,12 +492,11 @@ def pseudo_label_table(
 def label_shard(context: LabelContext, units: list[VideoUnit]) -> ShardResult:
     start, stop = units[0].cache_index, units[-1].cache_index + 1
     if context.prefetch is not None:
-        similarity = context.prefetch.similarity(start, stop)
-    else:
-        similarity = segment_similarity(context.model, SegmentCache(context.cache_dir, context.dims), start, stop)
-    result = label_from_similarity(context.model, similarity, _weak_matrix(units))
-    if context.prefetch is not None:
+        result, table = context.prefetch.shard(start, stop)
         context.prefetch.keep(start, result)
+        return ShardResult(table, [u.filename for u in units], [])
+    similarity = segment_similarity(context.model, SegmentCache(context.cache_dir, context.dims), start, stop)
+    result = label_from_similarity(context.model, similarity, _weak_matrix(units))
     return ShardResult(pseudo_label_table(units, result), [u.filename for u in units], [])
 
 
@@ -785,7 +791,7 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
     baseline = background.submit(truth_and_baseline, root, read.units)
     try:
         model, fit_summary = fit_model(root, config, layout, read, progress)
-        prefetch = SimilarityPrefetch(model, read.cache, read.cache.videos, config.shard_videos) if config.workers <= 1 else None
+        prefetch = SimilarityPrefetch(model, read.cache, read.units, config.shard_videos) if config.workers <= 1 else None
         context = LabelContext(str(cache_dir), read.cache.dims, model, prefetch)
         try:
             manifest = run_sharded(
