@@ -140,7 +140,7 @@ class ReadPass:
     stats: dict[str, ModalityStats]
     seeds: dict[str, PrototypeSeeds]
     cache: SegmentCache
-    # The cached (float16) rows of the videos `kept_indices` (unit indices), kept in memory during
+    # The cached rows (float16 values as float32) of the videos `kept_indices` (unit indices), kept in memory during
     # the read so that fitting need not gather them back from the cache; None if not kept.
     kept_indices: np.ndarray | None = None
     kept_rows: dict[str, np.ndarray] | None = None
@@ -150,7 +150,11 @@ class ReadPass:
         if self.kept_rows is not None and self.kept_indices is not None:
             position = np.searchsorted(self.kept_indices, indices)
             if np.all(position < len(self.kept_indices)) and np.array_equal(self.kept_indices[np.minimum(position, len(self.kept_indices) - 1)], indices):
-                return cast_float(self.kept_rows[modality][position], np.float32)
+                if len(position) and position[-1] - position[0] == len(position) - 1:
+                    # A run of the sample: handed over without a copy (fitting centres it in place
+                    # and keeps the result for its later passes).
+                    return self.kept_rows[modality][position[0] : position[-1] + 1]
+                return self.kept_rows[modality][position]
         return self.cache.read_videos(modality, indices)
 
 
@@ -194,7 +198,9 @@ def read_corpus(
     # `keep`: sorted indices into `videos` whose cached rows stay in memory; they are unit
     # indices too as long as no video is rejected (otherwise fitting reads the cache).
     keep = None if keep is None or len(keep) > KEEP_FIT_VIDEOS else np.asarray(keep, dtype=np.int64)
-    kept_rows = {m: np.empty((len(keep), NUM_SEGMENTS, layout.dim(m)), dtype=cache.dtype) for m in MODALITIES} if keep is not None else None
+    # Kept as float32 (the cached float16 values, widened): the widening happens here, where the
+    # main thread waits on the readers anyway, instead of in the fitting passes.
+    kept_rows = {m: np.empty((len(keep), NUM_SEGMENTS, layout.dim(m)), dtype=np.float32) for m in MODALITIES} if keep is not None else None
     try:
         with progress_bar(len(videos), f"{label}: reading features", enabled=progress) as advance, ThreadPoolExecutor(
             READ_THREADS
@@ -209,7 +215,7 @@ def read_corpus(
                     first_video = number * READ_BLOCK_VIDEOS
                     lo, hi = np.searchsorted(keep, [first_video, first_video + len(block_videos)])
                     for modality in MODALITIES:
-                        kept_rows[modality][lo:hi] = block.half[modality][keep[lo:hi] - first_video]
+                        kept_rows[modality][lo:hi] = cast_float(block.half[modality][keep[lo:hi] - first_video], np.float32)
                 good = [row for row, error in enumerate(block.errors) if error is None]
                 for row, error in enumerate(block.errors):
                     if error is not None:
