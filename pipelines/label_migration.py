@@ -174,6 +174,7 @@ def read_corpus(
     progress: bool,
     label: str,
     keep: np.ndarray | None = None,
+    seed_modalities: Sequence[str] = MODALITIES,
 ) -> ReadPass:
     """Read every video's features once: statistics, prototype seeds, cache; reject bad files.
 
@@ -231,7 +232,8 @@ def read_corpus(
                         sums_n_d = block.sums[modality][chosen]
                         # Rejected rows are zeros: the block's sums of squares are those of the good rows.
                         stats[modality].add_block(sums_n_d, block.part_squares[modality], len(good) * NUM_SEGMENTS)
-                        seeds[modality].add_block(classes, sums_n_d)
+                        if modality in seed_modalities:  # not for modalities with text anchors
+                            seeds[modality].add_block(classes, sums_n_d)
                     for offset, row in enumerate(good):
                         video = block_videos[row]
                         units.append(VideoUnit(written + offset, video.filename, video.video_id, video.split, video.label_indices))
@@ -279,14 +281,27 @@ def _val_truth(root: Path, units: Sequence[VideoUnit]) -> tuple[np.ndarray, Dens
     return labelled, dense
 
 
+def text_anchors_for(config: MigrationConfig, layout: FeatureLayout) -> dict[str, np.ndarray]:
+    """{modality: (25, dim) text anchors} of the modalities that have them (none for HAN features by default)."""
+    return _text_anchors(config, layout) if layout.language_aligned or config.text_anchors or config.clip_checkpoint else {}
+
+
 def fit_model(
-    root: Path, config: MigrationConfig, layout: FeatureLayout, read: ReadPass, progress: bool
+    root: Path,
+    config: MigrationConfig,
+    layout: FeatureLayout,
+    read: ReadPass,
+    progress: bool,
+    text: dict[str, np.ndarray] | None = None,
 ) -> tuple[MigrationModel, dict[str, Any]]:
-    """Anchors and thresholds per modality (streaming passes over the segment cache)."""
+    """Anchors and thresholds per modality (streaming passes over the segment cache).
+
+    `text`: the result of `text_anchors_for(config, layout)` if the caller has it already.
+    """
     from mertk.console import progress_bar
 
     normalisers = {m: read.stats[m].frozen() for m in MODALITIES}
-    text = _text_anchors(config, layout) if layout.language_aligned or config.text_anchors or config.clip_checkpoint else {}
+    text = text_anchors_for(config, layout) if text is None else text
     anchors: dict[str, np.ndarray] = {}
     anchor_source: dict[str, Any] = {}
     for modality in MODALITIES:
@@ -785,7 +800,11 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
     cache_dir = out_dir / CACHE_FOLDER
     # The fit sample, should no video be rejected: its rows are kept during the read.
     expected_sample = fit_sample(videos, config.fit_videos, config.calibrate)
-    read = read_corpus(root, videos, layout, cache_dir, config.centre, progress, "migrate-labels", keep=expected_sample)
+    text = text_anchors_for(config, layout)  # before the read: prototype seeds only where needed
+    read = read_corpus(
+        root, videos, layout, cache_dir, config.centre, progress, "migrate-labels",
+        keep=expected_sample, seed_modalities=[m for m in MODALITIES if m not in text],
+    )
     pre = [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad_rows] + read.rejections
     if not read.units:
         read.cache.remove()
@@ -796,7 +815,7 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
     background = ThreadPoolExecutor(1)  # truth and naive baseline, while anchors are fitted and videos labelled
     baseline = background.submit(truth_and_baseline, root, read.units)
     try:
-        model, fit_summary = fit_model(root, config, layout, read, progress)
+        model, fit_summary = fit_model(root, config, layout, read, progress, text)
         prefetch = SimilarityPrefetch(model, read.cache, read.units, config.shard_videos) if config.workers <= 1 else None
         context = LabelContext(str(cache_dir), read.cache.dims, model, prefetch)
         try:
