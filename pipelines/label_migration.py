@@ -441,6 +441,8 @@ class SimilarityPrefetch:
         self.futures: dict[tuple[int, int], Any] = {}
         self.labels = {m: np.zeros((videos, NUM_CLASSES, NUM_SEGMENTS), dtype=bool) for m in MODALITIES}
         self.labelled = np.zeros(videos, dtype=bool)
+        for first in range(0, min(videos, PREFETCH_SHARDS * shard_videos), shard_videos):  # a fresh run's first shards
+            self.futures[first, min(first + shard_videos, videos)] = self.pool.submit(self.labelled_shard, first, min(first + shard_videos, videos))
 
     def labelled_shard(self, start: int, stop: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], pa.Table]:
         """Scores and labels of the units [start, stop), and their table (the shard's rows)."""

@@ -180,7 +180,8 @@ class SegmentCache:
         """Store (n, 10, dim) arrays of n videos per modality; returns the first one's index."""
         assert self._handles is not None, "open_for_writing() first"
         for modality in MODALITIES:
-            self._handles[modality].write(np.ascontiguousarray(arrays[modality], dtype=self.dtype).tobytes())
+            # A view of the array's memory: no bytes copy (a copy would hold the GIL).
+            self._handles[modality].write(memoryview(np.ascontiguousarray(arrays[modality], dtype=self.dtype)).cast("B"))
         count = next(iter(arrays.values())).shape[0]
         self.videos += count
         return self.videos - count
