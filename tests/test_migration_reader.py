@@ -102,3 +102,50 @@ def test_duplicate_and_bad_rows_are_returned_not_raised(tmp_path: Path):
     assert [v.filename for v in videos] == ["BjCEufrlXm4_20_30"]
     reasons = " | ".join(row.reason for row in bad)
     assert "NotAClass" in reasons and "already listed in split train" in reasons
+
+
+def test_block_reader_matches_the_per_video_reader_and_rejects_per_video(corpus: Path, tmp_path: Path):
+    import shutil
+
+    from mertk.corpora.llp_features import BlockReader
+
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus / "feats", copy / "feats")
+    ids = sorted(p.stem for p in (copy / "feats" / "vggish").glob("*.npy"))
+    # Files off the fast path, still valid: float64 and Fortran order (read through np.load).
+    res152 = np.load(copy / "feats" / "res152" / f"{ids[0]}.npy")
+    np.save(copy / "feats" / "res152" / f"{ids[0]}.npy", res152.astype(np.float64))
+    r2plus1d = np.load(copy / "feats" / "r2plus1d_18" / f"{ids[1]}.npy")
+    np.save(copy / "feats" / "r2plus1d_18" / f"{ids[1]}.npy", np.asfortranarray(r2plus1d))
+    # Broken ones: truncated res152 (memory-mapped path) and a NaN in vggish.
+    truncated = copy / "feats" / "res152" / f"{ids[2]}.npy"
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    bad = np.load(copy / "feats" / "vggish" / f"{ids[3]}.npy")
+    bad[2, 1] = np.nan
+    np.save(copy / "feats" / "vggish" / f"{ids[3]}.npy", bad)
+    layout = feature_layout("han")
+    block = BlockReader(copy, layout, half_dtype=np.float16).read(ids)
+    assert "truncated or not a .npy array" in str(block.errors[2]) and block.errors[2].file.endswith(f"{ids[2]}.npy")
+    assert "non-finite values (first in row 2)" in str(block.errors[3])
+    for row, video_id in enumerate(ids):
+        if row in (2, 3):
+            assert not block.arrays["visual"][row].any() and not block.sums["audio"][row].any()
+            continue
+        assert block.errors[row] is None
+        expected = read_segment_embeddings(copy, video_id, layout)
+        for modality in ("audio", "visual"):
+            assert np.array_equal(block.arrays[modality][row], expected.modality(modality))  # bit for bit
+            assert np.array_equal(block.sums[modality][row], expected.modality(modality).sum(axis=0, dtype=np.float64))
+            assert np.array_equal(block.half[modality][row], expected.modality(modality).astype(np.float16))
+
+
+def test_cast_float_is_numpy_astype_bit_for_bit():
+    from mertk.corpora.llp_features import cast_float
+
+    values = np.random.default_rng(0).normal(size=(30, 257)).astype(np.float32)
+    values[0, :6] = [-0.0, 7e4, -7e4, 1e-6, 3e-8, np.inf]  # overflow, subnormal and zero halves
+    half = cast_float(values, np.float16)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(half.view(np.uint16), values.astype(np.float16).view(np.uint16))
+    assert np.array_equal(cast_float(half, np.float32).view(np.uint32), half.astype(np.float32).view(np.uint32))
+    assert cast_float(values[None], np.float16).shape == (1, 30, 257)
