@@ -205,14 +205,8 @@ class SegmentCache:
 
     def read(self, modality: str, start: int, stop: int) -> np.ndarray:
         """(stop - start, 10, dim) float32 of the videos [start, stop), a fresh writeable array."""
-        dim = self.dims[modality]
-        values = (stop - start) * NUM_SEGMENTS * dim
-        with open(self.path(modality), "rb") as handle:
-            handle.seek(start * NUM_SEGMENTS * dim * self.dtype.itemsize)
-            data = np.fromfile(handle, dtype=self.dtype, count=values)
-        if data.size != values:
-            raise RuntimeError(f"{self.path(modality)}: segment cache is shorter than expected; delete it and rerun")
-        return cast_float(data.reshape(stop - start, NUM_SEGMENTS, dim), np.float32) if data.dtype != np.float32 else data.reshape(stop - start, NUM_SEGMENTS, dim)
+        data = self.read_stored(modality, start, stop)
+        return cast_float(data, np.float32) if data.dtype != np.float32 else data
 
     def read_videos(self, modality: str, indices: np.ndarray) -> np.ndarray:
         """(len(indices), 10, dim) float32 of the given videos (one gather from a memory map)."""
