@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,9 +39,18 @@ def conform_table(table: pa.Table, schema: Schema) -> pa.Table:
 
 
 def write_shard(
-    table: pa.Table, path: Path | str, schema: Schema, row_group_size: int = DEFAULT_ROW_GROUP_SIZE
+    table: pa.Table,
+    path: Path | str,
+    schema: Schema,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    durable: bool = True,
 ) -> str:
-    """Write `table` as a zstd Parquet shard of `schema` at `path`, atomically; return its sha256."""
+    """Write `table` as a zstd Parquet shard of `schema` at `path`, atomically; return its sha256.
+
+    durable=False skips the fsync before the rename: the file is still never seen half-written
+    by another process, but a power loss may lose it; the caller must then `sync_files` it
+    before recording anything that depends on it surviving (e.g. the run's manifest).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = conform_table(table, schema)
@@ -53,8 +63,9 @@ def write_shard(
             row_group_size=row_group_size,
             write_statistics=True,
         )
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -62,7 +73,7 @@ def write_shard(
     return file_sha256(path)
 
 
-def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+def write_bytes_atomic(path: Path | str, data: bytes, durable: bool = True) -> None:
     """Write any small file (manifest, state, report) with the same temporary-then-rename rule."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,11 +82,31 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> None:
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def sync_files(paths: Iterable[Path | str]) -> None:
+    """fsync each file, then each folder holding one (so that their renames are durable too)."""
+    folders: dict[Path, None] = {}
+    for path in paths:
+        path = Path(path)
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        folders[path.parent] = None
+    for folder in folders:
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def file_sha256(path: Path | str) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import pyarrow as pa
 
-from mertk.shards.io import file_sha256, write_bytes_atomic, write_shard
+from mertk.shards.io import file_sha256, sync_files, write_bytes_atomic, write_shard
 from mertk.shards.schema import Schema
 
 MANIFEST_NAME = "manifest.json"
@@ -155,9 +155,18 @@ def run_sharded(
         else:
             states[index] = state
 
+    # Shards and their state files are written without a per-file fsync; a background thread
+    # makes each pair durable while the next shards are processed, and all of them are durable
+    # before the manifest is written. A pair lost to a crash before its sync is simply redone on
+    # resume: a missing or mismatching shard or state file fails _load_complete_state's hash check.
+    from concurrent.futures import ThreadPoolExecutor
+
+    syncer = ThreadPoolExecutor(1)
+    syncs: list[Any] = []
+
     def finish(index: int, result: ShardResult) -> None:
         name = shard_name(schema, index)
-        digest = write_shard(result.table, out_dir / name, schema)
+        digest = write_shard(result.table, out_dir / name, schema, durable=False)
         state = {
             "fingerprint": fingerprint,
             "path": name,
@@ -172,23 +181,34 @@ def run_sharded(
                 f"{name}: {len(chunks[index])} inputs but {len(result.written_inputs)} written and "
                 f"{len(result.rejections)} rejected: every input must be written or rejected"
             )
-        write_bytes_atomic(state_dir / f"{name}.json", json.dumps(state, sort_keys=True).encode())
+        write_bytes_atomic(state_dir / f"{name}.json", json.dumps(state, sort_keys=True).encode(), durable=False)
+        syncs.append(syncer.submit(sync_files, [out_dir / name, state_dir / f"{name}.json"]))
         states[index] = state
 
     total_units = len(units)
     done_units = sum(len(chunks[i]) for i in states)
-    with progress_bar(total_units, description, enabled=progress) as advance:
-        advance(done_units)
-        if workers > 1 and len(pending) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {index: pool.submit(process_shard, chunks[index]) for index in pending}
-                for index in pending:  # in order: the state files appear in shard order
-                    finish(index, futures[index].result())
+    resumed = sorted(states)  # completed by an earlier run, which may have ended before syncing them
+    try:
+        with progress_bar(total_units, description, enabled=progress) as advance:
+            advance(done_units)
+            if workers > 1 and len(pending) > 1:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    futures = {index: pool.submit(process_shard, chunks[index]) for index in pending}
+                    for index in pending:  # in order: the state files appear in shard order
+                        finish(index, futures[index].result())
+                        advance(len(chunks[index]))
+            else:
+                for index in pending:
+                    finish(index, process_shard(chunks[index]))
                     advance(len(chunks[index]))
-        else:
-            for index in pending:
-                finish(index, process_shard(chunks[index]))
-                advance(len(chunks[index]))
+        syncs.append(syncer.submit(sync_files, [
+            path for index in resumed
+            for path in (out_dir / states[index]["path"], state_dir / f"{states[index]['path']}.json")
+        ]))
+        for sync in syncs:
+            sync.result()  # every shard and state file durable before the manifest names them
+    finally:
+        syncer.shutdown(wait=True)
 
     ordered = [states[i] for i in range(len(chunks))]
     rejections = [asdict(r) for r in pre_rejections] + [r for s in ordered for r in s["rejections"]]
