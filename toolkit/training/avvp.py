@@ -25,7 +25,7 @@ the highest mean of segment-level Type@AV and Event@AV is kept. Test figures com
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +39,7 @@ from mertk.shards.manifest import STATE_DIR, write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.avvp_data import DenseTruth, PackedLlp, PseudoLabels, dense_truth, pack_llp, read_pseudo_labels
 from mertk.training.errors import TrainingError
-from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, run_loop, seed_everything
+from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.progress import training_progress
 
 PREDICTION_SCHEMA = load_schema("avvp_prediction", 1)
@@ -76,9 +76,7 @@ class AvvpTrainConfig:
     progress: bool = True
 
     def parameters(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("llp", "out", "cache_dir", "progress", "checkpoint_every", "device", "threads"):
-            data.pop(name)
+        data = result_parameters(self, ("llp", "out"))
         data["labels"] = str(self.labels) if self.labels is not None else "none"
         return data
 

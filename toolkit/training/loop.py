@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -142,6 +142,19 @@ class _DeferredInterrupt:
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+# Config fields that steer how a run executes, not what it computes: kept out of the resume
+# fingerprint and the recorded parameters of every trainer.
+RUNTIME_FIELDS = ("cache_dir", "progress", "checkpoint_every", "device", "threads")
+
+
+def result_parameters(config: Any, path_fields: tuple[str, ...]) -> dict[str, Any]:
+    """A trainer config as a dict of what determines its result (paths and runtime fields dropped)."""
+    data = asdict(config)
+    for name in (*path_fields, *RUNTIME_FIELDS):
+        data.pop(name)
+    return data
 
 
 def _fingerprint_text(fingerprint: dict[str, Any]) -> str:

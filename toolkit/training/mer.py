@@ -21,7 +21,7 @@ Output directory RUN:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +35,7 @@ from mertk.shards.io import write_bytes_atomic, write_shard
 from mertk.shards.manifest import STATE_DIR, Rejection, ResumeMismatchError, write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
-from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, run_loop, seed_everything
+from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.mer_data import (
     PROTOCOL_CLASSES,
     PROTOCOL_COLUMN,
@@ -76,10 +76,7 @@ class MerTrainConfig:
 
     def parameters(self) -> dict[str, Any]:
         """What determines the result (paths and presentation excluded)."""
-        data = asdict(self)
-        for name in ("unimer_dir", "out", "cache_dir", "progress", "checkpoint_every", "device", "threads"):
-            data.pop(name)
-        return data
+        return result_parameters(self, ("unimer_dir", "out"))
 
 
 class MerTrainingError(TrainingError):
