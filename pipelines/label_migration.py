@@ -846,7 +846,7 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
                 workers=config.workers,
                 description="migrate-labels: labelling",
                 progress=progress,
-                )
+            )
         finally:
             if prefetch is not None:
                 prefetch.close()
