@@ -5,7 +5,6 @@ Every problem is a `Finding` naming the file and, where it applies, the row and 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -15,9 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mertk.shards.io import file_sha256
+from mertk.shards.io import file_sha256, shard_schema_key
 from mertk.shards.manifest import MANIFEST_NAME, STATE_DIR, Manifest
-from mertk.shards.schema import SCHEMA_KEY, VERSION_KEY, Schema, SchemaError, load_schema
+from mertk.shards.schema import Schema, SchemaError, load_schema
 
 MAX_ROWS_REPORTED = 3  # per rule: enough to locate the problem, not a flood
 
@@ -85,17 +84,19 @@ def validate_shard(path: Path) -> FileReport:
     name = str(path)
     report = FileReport(name, "shard", None, None, [])
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        key = shard_schema_key(path)
     except (OSError, pa.ArrowException) as error:
         report.findings.append(Finding(name, f"not a readable Parquet file (truncated or corrupt?): {error}"))
         return report
-    if SCHEMA_KEY not in metadata or VERSION_KEY not in metadata:
+    except ValueError as error:  # a version that is not a number
+        report.findings.append(Finding(name, f"unusable schema version in the file's metadata: {error}"))
+        return report
+    if key is None:
         report.findings.append(Finding(name, "no mertk schema in the file's key-value metadata (mertk.schema / mertk.schema_version)"))
         return report
-    schema_name = metadata[SCHEMA_KEY].decode()
     try:
-        schema = load_schema(schema_name, int(metadata[VERSION_KEY].decode()))
-    except (SchemaError, ValueError) as error:
+        schema = load_schema(*key)
+    except SchemaError as error:
         report.findings.append(Finding(name, str(error)))
         return report
     report.schema = schema.key
@@ -238,10 +239,3 @@ def validate_manifest(path: Path) -> FileReport:
         if candidate.name not in listed:
             findings.append(Finding(name, f"shard {candidate.name} is in the directory but not in the manifest"))
     return report
-
-
-def schema_for_key(key: str) -> Schema:
-    match = re.fullmatch(r"(.+)\.v(\d+)", key)
-    if not match:
-        raise SchemaError(f"not a schema key: {key!r}")
-    return load_schema(match.group(1), int(match.group(2)))
