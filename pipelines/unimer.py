@@ -61,7 +61,7 @@ from mertk.captions import (
 )
 from mertk.captions.instructions import RegionAnswer
 from mertk.corpora.casme2 import CorpusListing, MerSample, read_casme2
-from mertk.face import FaceBox, FaceLandmarks, detect_face, find_face, landmarks_68, load_models
+from mertk.face import FaceBox, FaceLandmarks, box_from_landmarks, detect_face, find_face, landmarks_68, load_models
 from mertk.flow import FLOW_METHODS, FlowMethodError, compensate_head_motion, estimate_flow, optical_strain
 from mertk.flow.fields import CURVE_FLOW_METHODS
 from mertk.flow.crop import DEFAULT_CROP_SIZE, FaceAlignment, align_face
@@ -87,7 +87,8 @@ class UnimerParameters:
     curve_crop_size: int = 112  # crop size for the motion curve (frames decoded at half size)
     curve_flow_method: str = "dis_light"  # flow of the motion curve (dis: 1.5x dearer, same apexes; dis_fast: cheaper, apex estimates less exact)
     detect_upsample: int = 0  # dlib detector upsampling (0: faces over ~80 px, as in CASME II)
-    detect_widths: tuple[int, ...] = (240, 280)  # detector runs on the onset frame shrunk to these widths; tightest box kept
+    detect_widths: tuple[int, ...] = (240,)  # detector runs on the onset frame shrunk to these widths; tightest box kept
+    box_refits: int = 1  # landmarks fitted again in the box they imply (face.box_from_landmarks), this many times
     intensity_quantiles: tuple[float, float] = (1 / 3, 2 / 3)
     evidence: EvidenceParameters = field(default_factory=EvidenceParameters)
     seed: int = 0
@@ -160,11 +161,12 @@ def curve_frame_numbers(sample: MerSample, points: int) -> list[int]:
 def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters) -> FaceBox | None:
     """dlib face box on shrunk copies of the onset frame (the tightest one), or None.
 
-    dlib's box size is quantised by its image pyramid, and a box one pyramid step too large
-    makes the 68-point fit swell (eye distance up by a third, every region misplaced). The
-    detector therefore runs at each of `detect_widths` (cheap: a 640x480 frame shrunk to 240
-    and 280 pixels wide, two scales 6/7 apart so their pyramid steps interleave) and the tightest
-    box is kept.
+    The detector runs at each of `detect_widths` (cheap: a 640x480 frame shrunk to 240 pixels
+    wide still holds CASME II faces above the detector's 80 px window). dlib's box size is
+    quantised by its image pyramid (steps of 1.2), and a box one step too large makes the
+    68-point fit swell (eye distance up by a third, every region misplaced): `face_from_box`
+    therefore fits the landmarks again in the box they imply (`box_refits`). Two widths 6/7
+    apart, whose pyramid steps interleave, are the other remedy (twice the detector's cost).
     """
     height, width = onset_hw.shape
     boxes = []
@@ -180,10 +182,14 @@ def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters) -> FaceBox 
 
 
 def face_from_box(onset_hw: np.ndarray, box: FaceBox | None, params: UnimerParameters) -> FaceLandmarks:
-    """68 landmarks at full size in the detected box; without one, detection at full size, then
-    the whole frame (`detected` False)."""
+    """68 landmarks at full size in the detected box, refitted `box_refits` times in the box they
+    imply; without a box, detection at full size, then the whole frame (`detected` False)."""
     if box is not None:
-        return FaceLandmarks(box=box, points_68_2=landmarks_68(onset_hw, box, params.predictor), detected=True)
+        points = landmarks_68(onset_hw, box, params.predictor)
+        for _ in range(params.box_refits):
+            box = replace(box_from_landmarks(points, onset_hw.shape), score=box.score)
+            points = landmarks_68(onset_hw, box, params.predictor)
+        return FaceLandmarks(box=box, points_68_2=points, detected=True)
     return find_face(onset_hw, params.predictor, upsample=params.detect_upsample)
 
 
@@ -347,7 +353,7 @@ def _chunk_key(samples: Sequence[MerSample], params: UnimerParameters) -> str:
         digest.update(repr((sample.sample_id, sample.onset_frame, sample.apex_frame, sample.offset_frame, sample.au_text, sample.emotion)).encode())
         for _, path in sample.frames:
             stat = os.stat(path)
-            digest.update(f"{Path(path).name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            digest.update(f"{os.path.basename(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 
@@ -550,10 +556,10 @@ def build_unimer(
         raise FlowMethodError(f"unknown flow method {params.flow_method!r}; choose one of {', '.join(FLOW_METHODS)}")
     if params.curve_flow_method not in CURVE_FLOW_METHODS:
         raise FlowMethodError(f"unknown curve flow method {params.curve_flow_method!r}; choose one of {', '.join(CURVE_FLOW_METHODS)}")
-    if params.predictor is not None:
-        from mertk.face import resolve_predictor_path
+    from mertk.face import resolve_predictor_path
 
-        params = replace(params, predictor=str(resolve_predictor_path(params.predictor)))
+    # Resolved once (the default is looked up in the installed package: a third of a landmark fit).
+    params = replace(params, predictor=str(resolve_predictor_path(params.predictor)))
     out_dir = Path(out) / "unimer"
     pool = None
     if workers > 1:

@@ -11,6 +11,7 @@ from mertk.face import (
     PREDICTOR_ENV_VAR,
     FaceBox,
     PredictorNotFoundError,
+    box_from_landmarks,
     default_predictor_path,
     detect_face,
     find_face,
@@ -38,6 +39,30 @@ def test_finds_face_and_68_landmarks_on_real_photos(load):
     assert face.points_68_2[36:42, 0].mean() < face.points_68_2[42:48, 0].mean()
     assert face.points_68_2[17:27, 1].mean() < face.points_68_2[36:48, 1].mean() < face.points_68_2[48:68, 1].mean()
     assert 0.25 * box.width < face.inter_ocular_px < 0.7 * box.width
+
+
+def _iou(a: FaceBox, b: FaceBox) -> float:
+    inter = max(0, min(a.right, b.right) - max(a.left, b.left)) * max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
+    return inter / (a.area + b.area - inter)
+
+
+@pytest.mark.parametrize("load", [lambda: to_gray(skimage.data.astronaut()), _grace_hopper_gray], ids=["astronaut", "grace_hopper"])
+def test_box_from_landmarks_matches_the_detector_and_undoes_a_too_large_box(load):
+    gray = load()
+    face = find_face(gray)
+    assert _iou(box_from_landmarks(face.points_68_2, gray.shape), face.box) > 0.75
+    # A box one pyramid step (1.2x) too large: the fit in the box its landmarks imply comes back
+    # to the fit in the detector's own box.
+    box = face.box
+    cx, cy, half_w, half_h = (box.left + box.right) / 2, (box.top + box.bottom) / 2, 0.6 * box.width, 0.6 * box.height
+    swollen = landmarks_68(gray, FaceBox(int(cx - half_w), int(cy - half_h), int(cx + half_w), int(cy + half_h)))
+    refit = landmarks_68(gray, box_from_landmarks(swollen, gray.shape))
+    assert np.abs(refit - face.points_68_2).mean() < 0.01 * box.width
+    assert inter_ocular_distance(refit) == pytest.approx(face.inter_ocular_px, rel=0.02)
+    # Near the frame's edge the box is clipped to the frame.
+    shifted = face.points_68_2 - face.points_68_2.min(axis=0) - 10.0  # partly outside the frame
+    clipped = box_from_landmarks(shifted, gray.shape)
+    assert clipped.left == 0 and clipped.top == 0 and clipped.right <= gray.shape[1] and clipped.bottom <= gray.shape[0]
 
 
 def test_no_face_falls_back_to_whole_frame_and_records_it():
