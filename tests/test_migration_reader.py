@@ -117,7 +117,7 @@ def test_block_reader_matches_the_per_video_reader_and_rejects_per_video(corpus:
     np.save(copy / "feats" / "res152" / f"{ids[0]}.npy", res152.astype(np.float64))
     r2plus1d = np.load(copy / "feats" / "r2plus1d_18" / f"{ids[1]}.npy")
     np.save(copy / "feats" / "r2plus1d_18" / f"{ids[1]}.npy", np.asfortranarray(r2plus1d))
-    # Broken ones: truncated res152 (memory-mapped path) and a NaN in vggish.
+    # Broken ones: truncated res152 (fast path falls back to np.load) and a NaN in vggish.
     truncated = copy / "feats" / "res152" / f"{ids[2]}.npy"
     truncated.write_bytes(truncated.read_bytes()[:5000])
     bad = np.load(copy / "feats" / "vggish" / f"{ids[3]}.npy")

@@ -14,7 +14,6 @@ rejects that video and goes on.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,30 +249,11 @@ class _PartReader:
     def pooled_from_file(self, root: str, video_id: str) -> np.ndarray:
         """The segment sums (rows > 10: divide by `group` for the means) or rows of one file.
 
-        Large files (res152) are memory-mapped and reduced straight from the page cache (no copy);
-        small ones are read into the buffer. Anything unusual goes through `read_feature_file`.
+        Every file is read into the thread's buffer (the L2-sized res152 buffer is then reduced
+        while still in cache). Not memory-mapped: each unmap flushes the TLB of every core that
+        runs a thread of this process, which made the other threads' work twice as slow.
         """
-        if self.group == 1:
-            return self.read(root, video_id)
-        import mmap
-
-        path = f"{root}/{self.part.folder}/{video_id}.npy"
-        try:
-            with open(path, "rb", buffering=0) as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size >= len(self.header) + len(self.frame_bytes):
-                    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-                    try:
-                        if mapped[: len(self.header)] == self.header:
-                            frames = np.frombuffer(mapped, dtype=np.float32, count=self.part.rows * self.part.dim, offset=len(self.header))
-                            np.add.reduce(frames.reshape(NUM_SEGMENTS, self.group, -1), axis=1, out=self.sums_t_d)
-                            del frames
-                            return self.sums_t_d
-                    finally:
-                        mapped.close()
-        except OSError:
-            pass  # missing or unreadable: read_feature_file says which
-        return self.pooled(read_feature_file(path, self.part.rows, self.part.dim, check_finite=False))
+        return self.pooled(self.read(root, video_id))
 
     def read(self, root: str, video_id: str) -> np.ndarray:
         """(rows, dim) float32 (the reused buffer or a fresh array); FeatureFileError if unusable."""
