@@ -10,6 +10,7 @@ import base64
 import html
 import re
 from collections import Counter, defaultdict
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +20,6 @@ import numpy as np
 from mertk.captions import IntensityBins
 from mertk.flow.draw import face_with_motion, flow_picture, png_bytes
 from mertk.report.html import img, table, write_page
-from mertk.shards.io import read_shards
 from mertk.shards.manifest import Manifest
 
 REPORT_NAME = "report.html"
@@ -211,11 +211,21 @@ def _sample_card(m, row: dict, crop_size: int) -> str:
     return "".join(parts)
 
 
-def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifest, bins: IntensityBins) -> Path:
-    rows_by_id = {}
-    if manifest.rows_written:
-        shard_rows = read_shards(out_dir, columns=["sample_id", "caption"]).to_pylist()
-        rows_by_id = {r["sample_id"]: r for r in shard_rows}
+def draw_sample_cards(measurements: Sequence, bins: IntensityBins, crop_size: int) -> list[str]:
+    """The report's per-sample cards (HTML with embedded pictures), captions as in the shards."""
+    from mertk.pipelines.unimer import sample_caption
+
+    return [_sample_card(m, {"caption": sample_caption(m, bins)}, crop_size) for m in measurements]
+
+
+def start_sample_cards(executor: Executor, measurements: Sequence, bins: IntensityBins, crop_size: int, jobs: int = 8) -> list[Future]:
+    """`draw_sample_cards` in `jobs` parts on a process pool (the pictures are most of the report's cost)."""
+    size = max(1, -(-len(measurements) // jobs))
+    return [executor.submit(draw_sample_cards, measurements[i : i + size], bins, crop_size) for i in range(0, len(measurements), size)]
+
+
+def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifest, bins: IntensityBins, cards: Sequence[str] | None = None) -> Path:
+    """OUT/unimer/report.html; `cards`: the sample cards drawn already (`start_sample_cards`)."""
     crop_size = int(manifest.parameters.get("crop_size", 224))
     summary = manifest.summary
     overview = table(
@@ -235,5 +245,5 @@ def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifes
     if manifest.rejections:
         sections.append("<h2>Rejections</h2>" + table(["input", "reason"], [(r["input"], r["reason"]) for r in manifest.rejections]))
     sections.append("<h2>Samples</h2><p class='muted'>Boxes: facial regions (green: a labelled AU the flow supports). Arrows: onset→apex flow. Colour picture: hue = direction, brightness = magnitude. Curve: onset→t motion, green line = apex.</p>")
-    sections += [_sample_card(m, rows_by_id.get(m.sample.sample_id, {"caption": ""}), crop_size) for m in measurements]
+    sections += cards if cards is not None else draw_sample_cards(measurements, bins, crop_size)
     return write_page(out_dir / "report.html", "Uni-MER build report", sections)

@@ -72,9 +72,10 @@ def test_report_renders_with_pictures(built):
 
 def test_resume_and_workers_give_the_same_bytes(built, tmp_path):
     first = {s["path"]: s["sha256"] for s in built.manifest.shards}
-    # Two workers, fresh directory.
-    run = build_unimer(CORPUS, tmp_path, UnimerParameters(shard_size=8), workers=2, progress=False, report=False)
+    # Two workers, fresh directory: same shards, and the same report (its cards drawn by the workers).
+    run = build_unimer(CORPUS, tmp_path, UnimerParameters(shard_size=8), workers=2, progress=False)
     assert {s["path"]: s["sha256"] for s in run.manifest.shards} == first
+    assert (run.out_dir / "report.html").read_bytes() == (built.out_dir / "report.html").read_bytes()
     # Interrupted: one shard and one pass-1 chunk gone -> only they are redone, same bytes.
     (run.out_dir / "unimer_sample-00001.parquet").unlink()
     (run.out_dir / "_measure" / "chunk-00002.pkl").unlink()
