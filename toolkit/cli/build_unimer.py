@@ -22,7 +22,7 @@ def build_unimer(
     min_cosine: float = typer.Option(0.5, "--min-cosine", help="Least cosine between measured and FACS direction for support."),
     strong_magnitude: Optional[float] = typer.Option(None, "--strong-magnitude", help="Motion (% IOD) from which unlabelled motion is recorded (default: 1.5 x the support threshold)."),
     curve_points: int = typer.Option(12, "--curve-points", min=2, help="Frames onset..offset on the motion curve."),
-    curve_flow: str = typer.Option("dis_light", "--curve-flow", help="Flow of the motion curve: dis_light (default: dis without refinement), dis (1.5x dearer), dis_fast (cheaper, coarser apex estimates), dis_medium, farneback or tvl1."),
+    curve_flow: str = typer.Option("dis_light", "--curve-flow", help="Flow of the motion curve: dis_light (default: dis without refinement), dis (twice as dear), dis_fast (cheaper, coarser apex estimates), dis_medium, farneback or tvl1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the instruction wording."),
     shard_size: int = typer.Option(32, "--shard-size", min=1, help="Samples per shard."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/unimer/report.html."),
