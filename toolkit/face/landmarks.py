@@ -110,6 +110,18 @@ def _predictor(path: str):
         raise PredictorNotFoundError(f"{path} is not a readable dlib shape predictor: {error}") from error
 
 
+_LOADED: dict[tuple[str | None, str | None], object] = {}
+
+
+def _predictor_for(predictor_path: str | Path | None):
+    """The loaded predictor for a path argument (and the environment), resolved once: resolving
+    (a package lookup and a realpath) would cost a tenth of a landmark fit on every face."""
+    key = (None if predictor_path is None else str(predictor_path), os.environ.get(PREDICTOR_ENV_VAR))
+    if key not in _LOADED:
+        _LOADED[key] = _predictor(str(resolve_predictor_path(predictor_path)))
+    return _LOADED[key]
+
+
 def load_models(predictor_path: str | Path | None = None) -> None:
     """Load dlib's detector and the 68-point model now (about a second) rather than on first use:
     a worker process calls it while its parent is still reading the corpus."""
@@ -153,7 +165,7 @@ def landmarks_68(gray_hw: np.ndarray, box: FaceBox, predictor_path: str | Path |
     import dlib
 
     gray_hw = _check_gray(gray_hw)
-    predictor = _predictor(str(resolve_predictor_path(predictor_path)))
+    predictor = _predictor_for(predictor_path)
     shape = predictor(gray_hw, dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1))
     if shape.num_parts != 68:
         raise ValueError(f"the landmark model gives {shape.num_parts} points, not 68: pass a 68-point shape predictor")
