@@ -18,6 +18,7 @@ Memory: O(classes x dim x bins) for the statistics plus one block of videos.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from mertk.corpora.llp_annotations import (
     NUM_CLASSES,
     NUM_SEGMENTS,
     BadRow,
+    DenseLabelDefects,
     DenseLabels,
     WeakLabel,
     llp_annotation_files,
@@ -124,9 +126,13 @@ class VideoUnit:
 
 
 def _weak_matrix(units: Sequence[VideoUnit]) -> np.ndarray:
+    """(n, 25) bool: the weak label of each unit (one scatter, no per-unit indexing)."""
+    import itertools
+
     weak_n_c = np.zeros((len(units), NUM_CLASSES), dtype=bool)
-    for row, unit in enumerate(units):
-        weak_n_c[row, list(unit.classes)] = True
+    counts_n = np.fromiter((len(unit.classes) for unit in units), dtype=np.int64, count=len(units))
+    classes = np.fromiter(itertools.chain.from_iterable(unit.classes for unit in units), dtype=np.int64, count=int(counts_n.sum()))
+    weak_n_c[np.repeat(np.arange(len(units)), counts_n), classes] = True
     return weak_n_c
 
 
@@ -564,14 +570,55 @@ def dense_truth(root: Path, units: Sequence[VideoUnit]) -> dict[str, tuple[list[
         if "audio" not in files or "visual" not in files:
             return out
         source, splits = {"audio": files["audio"], "visual": files["visual"]}, ("val", "test")
-    for split in splits:
-        rows = [row for row, unit in enumerate(units) if unit.split == split]
-        if not rows:
-            continue
-        others = [unit.filename for unit in units if unit.split != split]
-        dense = read_dense_labels(source["audio"], source["visual"], [units[row].filename for row in rows], others)
-        out[split] = (rows, dense, f"{Path(source['audio']).name} / {Path(source['visual']).name}")
+    rows_of = {split: [row for row, unit in enumerate(units) if unit.split == split] for split in splits}
+    rows_of = {split: rows for split, rows in rows_of.items() if rows}
+    if not rows_of:
+        return out
+    described = f"{Path(source['audio']).name} / {Path(source['visual']).name}"
+    # The files are parsed once for all splits (each parse is a Python loop over every row);
+    # each split's defects are those the per-split reading would report (see _defects_of_split).
+    labelled = sorted(row for rows in rows_of.values() for row in rows)
+    others = [unit.filename for unit in units if unit.split not in rows_of]
+    dense = read_dense_labels(source["audio"], source["visual"], [units[row].filename for row in labelled], others)
+    split_of = {units[row].filename: units[row].split for row in labelled}
+    position = {row: index for index, row in enumerate(labelled)}
+    for split, rows in rows_of.items():
+        defects = _defects_of_split(dense.defects, split_of, split)
+        if defects is None:  # a defect not attributable to a video: read this split on its own
+            split_others = [unit.filename for unit in units if unit.split != split]
+            split_dense = read_dense_labels(source["audio"], source["visual"], [units[row].filename for row in rows], split_others)
+        else:
+            index = [position[row] for row in rows]
+            # rows_of_other_videos is not counted here (nothing reads it from this object).
+            split_dense = DenseLabels(
+                tuple(units[row].filename for row in rows), dense.audio_v_c_t[index], dense.visual_v_c_t[index], defects
+            )
+        out[split] = (rows, split_dense, described)
     return out
+
+
+def _defects_of_split(defects: DenseLabelDefects, split_of: dict[str, str], split: str) -> DenseLabelDefects | None:
+    """The defects that reading one split's videos alone (the other videos as `other_filenames`) reports.
+
+    Rows about no known video and malformed rows are reported for every split alike; empty and
+    out-of-range runs only for the split of their video, named first in the reason
+    ("<filename> <modality> <class>: ..."). None if a reason does not name a known video.
+    """
+    kept: dict[str, list] = {"empty_runs": [], "out_of_range": []}
+    for kind, rows in kept.items():
+        for bad in getattr(defects, kind):
+            owner = split_of.get(bad.reason.split(" ", 1)[0])
+            if owner is None:
+                return None
+            if owner == split:
+                rows.append(bad)
+    return DenseLabelDefects(
+        empty_runs=kept["empty_runs"],
+        out_of_range=kept["out_of_range"],
+        unknown_video=list(defects.unknown_video),
+        not_in_weak_label=list(defects.not_in_weak_label),
+        malformed=list(defects.malformed),
+    )
 
 
 def truth_and_baseline(root: Path, units: Sequence[VideoUnit]) -> dict[str, dict[str, Any]]:
@@ -792,9 +839,44 @@ def migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig = M
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - without it BLAS keeps its own default
+        with _freed_memory_kept():
+            return _migrate_labels(llp, out, config, progress)
+    with threadpool_limits(limits=1, user_api="blas"), _freed_memory_kept():
         return _migrate_labels(llp, out, config, progress)
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _migrate_labels(llp, out, config, progress)
+
+
+@contextlib.contextmanager
+def _freed_memory_kept():
+    """glibc keeps freed blocks for reuse during the run instead of handing them back at once.
+
+    By default glibc returns a large freed block (a block of videos, a shard's arrays) to the
+    system right away, so the next block of the same size faults in fresh pages, which the kernel
+    zeroes: about 5 % of the run at LLP scale. Raising its mmap and trim thresholds keeps them in
+    the heap; at the end the thresholds go back to glibc's defaults (128 KiB, fixed from then on)
+    and the unused heap is trimmed. Elsewhere than glibc this does nothing.
+    """
+    import ctypes
+    import sys
+
+    libc = None
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc only
+        except (OSError, AttributeError):
+            libc = None
+    if libc is None:
+        yield
+        return
+    trim_threshold, mmap_threshold, default = -1, -3, 128 * 1024  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+    libc.mallopt(mmap_threshold, 32 << 20)  # glibc's maximum on 64-bit
+    libc.mallopt(trim_threshold, 1 << 30)
+    try:
+        yield
+    finally:
+        libc.mallopt(mmap_threshold, default)
+        libc.mallopt(trim_threshold, default)
+        libc.malloc_trim(0)
 
 
 def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, progress: bool) -> MigrationResult:

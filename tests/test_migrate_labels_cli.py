@@ -227,3 +227,41 @@ def test_fitting_on_a_sample_still_labels_every_video(corpus: Path, tmp_path: Pa
     assert data["summary"]["fit_videos"] == 20 and data["parameters"]["fit_videos"] == 20
     assert set(data["summary"]["threshold_rules"]["audio"].values()) <= {"label-free (otsu)", "never (class absent)"}
     assert data["inputs_written"] == 40 and data["rows_written"] == 800
+
+
+@pytest.mark.parametrize("truth", ["ground_truth", "eval"])
+def test_dense_truth_read_once_equals_each_split_read_alone(corpus: Path, tmp_path: Path, truth: str):
+    from mertk.corpora.llp_annotations import read_dense_labels
+    from mertk.corpora.llp_features import read_llp_videos
+
+    root = tmp_path / "llp"
+    root.mkdir()
+    for path in corpus.glob("*.csv"):
+        shutil.copy(path, root / path.name)
+    if truth == "eval":
+        for name in ("ground_truth_audio.csv", "ground_truth_visual.csv"):
+            (root / name).unlink()
+    videos, _ = read_llp_videos(root)
+    units = [label_migration.VideoUnit(i, v.filename, v.video_id, v.split, v.label_indices) for i, v in enumerate(videos)]
+    by_split = {split: [u.filename for u in units if u.split == split] for split in ("train", "val", "test")}
+    files = {m: root / (f"ground_truth_{m}.csv" if truth == "ground_truth" else f"AVVP_eval_{m}.csv") for m in ("audio", "visual")}
+    # Defects of every kind, for videos of each split (val and test carry eval rows in both layouts).
+    extra = [
+        f"{by_split['val'][0]}\t5\t5\tDog", f"{by_split['test'][0]}\t6\t2\tSpeech", f"{by_split['test'][1]}\t-1\t3\tCat",
+        f"{by_split['val'][1]}\t8\t12\tSinging", "NoSuchVideo_0_10\t0\t3\tDog", f"{by_split['val'][2]}\tx\t3\tDog",
+        f"{by_split['test'][2]}\t1\t3\tNot_a_class", f"{by_split['train'][0]}\t4\t4\tDog", "too\tfew",
+    ]
+    with open(files["audio"], "a", encoding="utf-8") as handle:
+        handle.write("\n".join(extra) + "\n")
+    with open(files["visual"], "a", encoding="utf-8") as handle:
+        handle.write("\n".join(extra[1::2]) + "\n")
+
+    once = label_migration.dense_truth(root, units)
+    assert set(once) == ({"train", "val", "test"} if truth == "ground_truth" else {"val", "test"})
+    for split, (rows, dense, _) in once.items():
+        others = [u.filename for u in units if u.split != split]
+        alone = read_dense_labels(files["audio"], files["visual"], [units[r].filename for r in rows], others)
+        assert dense.filenames == alone.filenames
+        assert np.array_equal(dense.audio_v_c_t, alone.audio_v_c_t) and np.array_equal(dense.visual_v_c_t, alone.visual_v_c_t)
+        assert dense.defects == alone.defects, split
+        assert alone.defects.total > 0
