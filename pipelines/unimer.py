@@ -42,11 +42,12 @@ from mertk.au.evidence import (
     RegionMotion,
     calibrate_thresholds,
     UnlabelledMotion,
-    curve_value_from_region_means,
+    box_means,
+    box_slices,
+    curve_values_from_region_means,
     estimate_apex,
     find_unlabelled_motion,
     measure_regions,
-    region_averager,
     score_labels,
     supported_aus,
 )
@@ -62,7 +63,7 @@ from mertk.captions import (
 from mertk.captions.instructions import RegionAnswer
 from mertk.corpora.casme2 import CorpusListing, MerSample, read_casme2
 from mertk.face import FaceBox, FaceLandmarks, box_from_landmarks, detect_face, find_face, landmarks_68, load_models
-from mertk.flow import FLOW_METHODS, FlowMethodError, compensate_head_motion, estimate_flow, optical_strain
+from mertk.flow import FLOW_METHODS, FlowMethodError, compensate_head_motion, estimate_flow, median_of_rows, optical_strain
 from mertk.flow.fields import CURVE_FLOW_METHODS
 from mertk.flow.crop import DEFAULT_CROP_SIZE, FaceAlignment, align_face
 from mertk.shards.io import write_bytes_atomic
@@ -202,31 +203,31 @@ def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks
 class _CurveContext:
     alignment: FaceAlignment
     onset_small_hw: np.ndarray
-    averager_r_hw: np.ndarray
-    averager_weight_r1: np.ndarray  # row sums of the averager: 1, or 0 for a region outside the crop
-    rigid_index_n: np.ndarray  # flat pixel indices of the rigid reference box
+    region_boxes_small: list[RegionBox]
+    rigid_slices: tuple[slice, slice]  # rows, columns of the rigid reference box
     iod_px: float
 
 
-def median_n2(values_n2: np.ndarray) -> np.ndarray:
-    """np.median(values_n2, axis=0) of float32 vectors, bit for bit, at a tenth of its overhead."""
-    count = values_n2.shape[0]
-    middle = count // 2
-    if count % 2:
-        return np.partition(values_n2, middle, axis=0)[middle]
-    part = np.partition(values_n2, (middle - 1, middle), axis=0)
-    return (part[middle - 1] + part[middle]) / values_n2.dtype.type(2)
-
-
-def _curve_point(context: _CurveContext, sample: MerSample, number: int, method: str) -> float:
-    """curve_value_from_flow of the head-compensated onset->frame flow, without building the
-    compensated field: region means are linear, so the head vector is subtracted from them."""
-    if number == sample.onset_frame:
-        return 0.0
-    frame = context.alignment.warp(read_gray(sample, number, half=True), frame_scale=0.5, size=context.onset_small_hw.shape[0])
-    flow_n2 = estimate_flow(context.onset_small_hw, frame, method).reshape(-1, 2)
-    head_2 = median_n2(flow_n2[context.rigid_index_n]) if context.rigid_index_n.size else np.zeros(2, np.float32)
-    return curve_value_from_region_means((context.averager_r_hw @ flow_n2 - context.averager_weight_r1 * head_2) * (100.0 / context.iod_px))
+def curve_points(context: _CurveContext, sample: MerSample, numbers: Sequence[int], method: str) -> dict[int, float]:
+    """Per frame, the curve value (au.evidence.curve_values_from_region_means) of the head-
+    compensated onset->frame flow on the small crop. The compensated fields are never built:
+    region means are linear, so each frame's head vector is subtracted from its region means,
+    and the region means of all frames come from one slice of the stacked fields per region."""
+    curve = {n: 0.0 for n in numbers if n == sample.onset_frame}
+    moving = [n for n in numbers if n != sample.onset_frame]
+    if not moving:
+        return curve
+    size = context.onset_small_hw.shape[0]
+    flows_fhw2 = np.stack(
+        [estimate_flow(context.onset_small_hw, context.alignment.warp(read_gray(sample, n, half=True), frame_scale=0.5, size=size), method) for n in moving]
+    )
+    rows, columns = context.rigid_slices
+    rigid_kf2 = flows_fhw2[:, rows, columns].reshape(len(moving), -1, 2).transpose(1, 0, 2)
+    heads_f2 = median_of_rows(rigid_kf2) if rigid_kf2.shape[0] else np.zeros((len(moving), 2), np.float32)
+    means_rf2, present_r = box_means(flows_fhw2, context.region_boxes_small, row_axis=1)
+    compensated_fr2 = (means_rf2 - present_r[:, None, None] * heads_f2[None]).transpose(1, 0, 2) * (100.0 / context.iod_px)
+    curve.update(zip(moving, curve_values_from_region_means(compensated_fr2).tolist()))
+    return curve
 
 
 def _scaled_box(box: RegionBox, scale: float) -> RegionBox:
@@ -256,17 +257,14 @@ def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tupl
     boxes = region_boxes(points_crop)
     rigid_box = rigid_reference_box(points_crop)
     scale = small / params.crop_size
-    small_boxes = [_scaled_box(b, scale) for b in boxes.values()]
-    averager_r_hw = region_averager(small_boxes, (small, small))
     context = _CurveContext(
         alignment=alignment,
         onset_small_hw=alignment.warp(read_gray(sample, sample.onset_frame, half=True), frame_scale=0.5, size=small),
-        averager_r_hw=averager_r_hw,
-        averager_weight_r1=averager_r_hw.sum(axis=1, keepdims=True),
-        rigid_index_n=np.flatnonzero(_scaled_box(rigid_box, scale).mask((small, small))),
+        region_boxes_small=[_scaled_box(b, scale) for b in boxes.values()],
+        rigid_slices=box_slices(_scaled_box(rigid_box, scale), (small, small)),
         iod_px=alignment.iod_px * small / params.crop_size,
     )
-    curve = {n: _curve_point(context, sample, n, params.curve_flow_method) for n in curve_frame_numbers(sample, params.curve_points)}
+    curve = curve_points(context, sample, curve_frame_numbers(sample, params.curve_points), params.curve_flow_method)
     apex, apex_estimated = sample.apex_frame, False
     if apex is None:
         coarse = sorted(curve)
@@ -274,9 +272,7 @@ def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tupl
         index = coarse.index(peak)
         low = coarse[max(index - 1, 0)]
         high = coarse[min(index + 1, len(coarse) - 1)]
-        for number in sample.frame_numbers:
-            if low < number < high and number not in curve:
-                curve[number] = _curve_point(context, sample, number, params.curve_flow_method)
+        curve.update(curve_points(context, sample, [n for n in sample.frame_numbers if low < n < high and n not in curve], params.curve_flow_method))
         frames = sorted(curve)
         apex, apex_estimated = estimate_apex(frames, [curve[n] for n in frames]), True
     curve_frames = sorted(curve)

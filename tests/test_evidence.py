@@ -109,15 +109,21 @@ def test_thresholds_are_calibrated_on_the_noise_floor():
         score_labels([AuLabel(12)], list(_still().values()), EvidenceParameters())
 
 
-def test_curve_value_from_flow_matches_region_statistics():
-    rng = np.random.default_rng(0)
-    flow = rng.normal(0, 0.3, (40, 40, 2)).astype(np.float32)
-    flow[5:15, 5:15] += (0.0, -2.0)
-    boxes = [RegionBox("inner_brow", "L", 5, 5, 15, 15), RegionBox("chin", "L", 20, 20, 30, 35), RegionBox("cheek", "R", 0, 30, 40, 40)]
-    from mertk.au.evidence import curve_value_from_flow, measure_regions, region_averager
+def test_curve_values_from_box_means_match_region_statistics():
+    from mertk.au.evidence import box_means, curve_values_from_region_means, measure_regions
 
-    direct = curve_value(measure_regions(flow, np.zeros((40, 40), np.float32), boxes), top=2)
-    assert curve_value_from_flow(flow, region_averager(boxes, (40, 40)), top=2) == pytest.approx(direct, rel=1e-5)
+    rng = np.random.default_rng(0)
+    frames = rng.normal(0, 0.3, (3, 40, 40, 2)).astype(np.float32)
+    frames[0, 5:15, 5:15] += (0.0, -2.0)
+    frames[2, 22:30, 20:30] += (1.5, 0.0)
+    boxes = [RegionBox("inner_brow", "L", 5, 5, 15, 15), RegionBox("chin", "L", 20, 20, 30, 35), RegionBox("cheek", "R", 0, 30, 40, 40), RegionBox("cheek", "L", 50, 50, 60, 60)]
+    means_rf2, present = box_means(frames, boxes, row_axis=1)
+    assert means_rf2.shape == (4, 3, 2) and present.tolist() == [True, True, True, False]
+    assert np.array_equal(box_means(np.stack(list(frames), axis=2), boxes)[0], means_rf2)
+    values = curve_values_from_region_means(means_rf2.transpose(1, 0, 2), top=2)
+    direct = [curve_value(measure_regions(frame, np.zeros((40, 40), np.float32), boxes), top=2) for frame in frames]
+    assert values == pytest.approx(direct, rel=1e-6)
+    assert values[0] > values[1] and values[2] > values[1]
 
 
 def test_spill_from_a_supported_neighbour_is_not_unlabelled_motion():
@@ -153,9 +159,11 @@ def test_region_motion_takes_exactly_the_pixels_of_the_box_mask():
 
 
 def test_fast_median_is_numpy_median_bit_for_bit():
-    from mertk.pipelines.unimer import median_n2
+    from mertk.flow import median_of_rows
 
     rng = np.random.default_rng(4)
     for count in (1, 2, 3, 230, 231):
         values = rng.normal(size=(count, 2)).astype(np.float32)
-        assert np.array_equal(median_n2(values), np.median(values, axis=0).astype(np.float32))
+        assert np.array_equal(median_of_rows(values), np.median(values, axis=0).astype(np.float32))
+        frames = rng.normal(size=(count, 5, 2)).astype(np.float32)  # one median per frame
+        assert np.array_equal(median_of_rows(frames), np.median(frames, axis=0).astype(np.float32))

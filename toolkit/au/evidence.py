@@ -102,14 +102,35 @@ class UnlabelledMotion:
     score: float
 
 
-def _box_slices(box: RegionBox, shape_hw: tuple[int, int]) -> tuple[slice, slice]:
+def _first_centre_at_or_after(edge: float, count: int) -> int:
+    """The first of `count` pixels whose centre (i + 0.5) is >= edge, clipped to [0, count]."""
+    return min(max(math.ceil(edge - 0.5), 0), count)
+
+
+def box_slices(box: RegionBox, shape_hw: tuple[int, int]) -> tuple[slice, slice]:
     """Row and column slices of exactly the pixels `box.mask(shape_hw)` selects (centres inside the box)."""
     height, width = shape_hw
-    xs = np.arange(width) + 0.5
-    ys = np.arange(height) + 0.5
-    columns = slice(int(np.searchsorted(xs, box.x0, "left")), int(np.searchsorted(xs, box.x1, "left")))
-    rows = slice(int(np.searchsorted(ys, box.y0, "left")), int(np.searchsorted(ys, box.y1, "left")))
+    columns = slice(_first_centre_at_or_after(box.x0, width), _first_centre_at_or_after(box.x1, width))
+    rows = slice(_first_centre_at_or_after(box.y0, height), _first_centre_at_or_after(box.y1, height))
     return rows, columns
+
+
+def box_means(values: np.ndarray, boxes: Sequence[RegionBox], row_axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per box, the float64 mean of its pixels (those `box.mask` selects): `values` has its image
+    rows on `row_axis` and columns on the next axis; the means keep the other axes, stacked as
+    (R, ...). Also (R,) True where the box has pixels (an empty box's mean is 0). Slicing, not
+    masks: boxes are rectangles."""
+    height, width = values.shape[row_axis], values.shape[row_axis + 1]
+    other_shape = values.shape[:row_axis] + values.shape[row_axis + 2 :]
+    means = np.zeros((len(boxes),) + other_shape)
+    present = np.zeros(len(boxes), bool)
+    leading = (slice(None),) * row_axis
+    for index, box in enumerate(boxes):
+        rows, columns = box_slices(box, (height, width))
+        if rows.stop > rows.start and columns.stop > columns.start:
+            means[index] = values[leading + (rows, columns)].mean(axis=(row_axis, row_axis + 1), dtype=np.float64)
+            present[index] = True
+    return means, present
 
 
 def region_motion(flow_pct_hw2: np.ndarray, strain_hw: np.ndarray, box: RegionBox) -> RegionMotion:
@@ -117,7 +138,7 @@ def region_motion(flow_pct_hw2: np.ndarray, strain_hw: np.ndarray, box: RegionBo
 
     The box is a rectangle, so its pixels are taken by slicing (same pixels and order as the
     box's boolean mask, several times cheaper)."""
-    rows, columns = _box_slices(box, flow_pct_hw2.shape[:2])
+    rows, columns = box_slices(box, flow_pct_hw2.shape[:2])
     vectors_n2 = flow_pct_hw2[rows, columns].reshape(-1, 2).astype(np.float64)
     if vectors_n2.shape[0] == 0:
         return RegionMotion(box.region, box.side, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -288,27 +309,13 @@ def estimate_apex(frames: Sequence[int], values: Sequence[float]) -> int:
     return int(frames[int(np.argmax(values_n))])
 
 
-def region_averager(boxes: Iterable[RegionBox], shape_hw: tuple[int, int]) -> np.ndarray:
-    """(R, H*W) float32 matrix: its product with a flattened (H*W, 2) field is each region's mean vector.
-
-    Built once per sample, so the many frames of the motion curve cost one matrix product each.
-    """
-    rows = []
-    for box in boxes:
-        mask = box.mask(shape_hw).reshape(-1).astype(np.float32)
-        rows.append(mask / max(float(mask.sum()), 1.0))
-    return np.stack(rows)
-
-
-def curve_value_from_flow(flow_pct_hw2: np.ndarray, averager_r_hw: np.ndarray, top: int = 3) -> float:
-    """`curve_value` of a field directly: mean |region mean vector| of the `top` most moving regions."""
-    return curve_value_from_region_means(averager_r_hw @ flow_pct_hw2.reshape(-1, 2), top)
-
-
-def curve_value_from_region_means(means_r2: np.ndarray, top: int = 3) -> float:
-    """`curve_value` from the (R, 2) region mean vectors: mean magnitude of the `top` largest."""
-    magnitudes = np.sort(np.hypot(means_r2[:, 0], means_r2[:, 1]))[::-1][:top]
-    return float(magnitudes.mean()) if magnitudes.size else 0.0
+def curve_values_from_region_means(means_fr2: np.ndarray, top: int = 3) -> np.ndarray:
+    """`curve_value` of F frames from their (F, R, 2) region mean vectors: per frame, the mean
+    magnitude of the `top` largest."""
+    magnitudes_fr = np.hypot(means_fr2[..., 0], means_fr2[..., 1])
+    if magnitudes_fr.shape[-1] == 0:
+        return np.zeros(magnitudes_fr.shape[:-1])
+    return np.sort(magnitudes_fr, axis=-1)[..., ::-1][..., :top].mean(axis=-1)
 
 
 def curve_value(motions: Sequence[RegionMotion], top: int = 3) -> float:

@@ -128,9 +128,12 @@ def region_box(points_68_2: np.ndarray, region: str, side: str) -> RegionBox:
     if side not in SIDES:
         raise ValueError(f"side must be 'L' or 'R', got {side!r}")
     points = _check_points(points_68_2)
+    return _region_box(points, _iod(points), region, side)
+
+
+def _region_box(points: np.ndarray, iod: float, region: str, side: str) -> RegionBox:
     spec = REGION_SPECS[region]
     anchors = list(spec.anchor_points) if side == "L" else [int(MIRROR_INDEX[i]) for i in spec.anchor_points]
-    iod = _iod(points)
     outward = 1.0 if side == "L" else -1.0
     cx, cy = points[anchors].mean(axis=0)
     cx += outward * spec.offset_out * iod
@@ -141,7 +144,9 @@ def region_box(points_68_2: np.ndarray, region: str, side: str) -> RegionBox:
 
 def region_boxes(points_68_2: np.ndarray) -> dict[tuple[str, str], RegionBox]:
     """All facial regions, keyed by (region, side), in REGION_NAMES x SIDES order."""
-    return {(name, side): region_box(points_68_2, name, side) for name in REGION_NAMES for side in SIDES}
+    points = _check_points(points_68_2)
+    iod = _iod(points)
+    return {(name, side): _region_box(points, iod, name, side) for name in REGION_NAMES for side in SIDES}
 
 
 def rigid_reference_box(points_68_2: np.ndarray) -> RegionBox:

@@ -5,6 +5,7 @@ from mertk.flow.fields import (
     compensate_head_motion,
     endpoint_error,
     estimate_flow,
+    median_of_rows,
     optical_strain,
     resize_flow,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "compensate_head_motion",
     "endpoint_error",
     "estimate_flow",
+    "median_of_rows",
     "optical_strain",
     "resize_flow",
 ]
