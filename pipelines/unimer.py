@@ -159,7 +159,20 @@ def curve_frame_numbers(sample: MerSample, points: int) -> list[int]:
 # --- pass 1: measure ------------------------------------------------------------------------------
 
 
-def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters) -> FaceBox | None:
+@dataclass
+class OnsetFrames:
+    """The onset frame decoded at full size (landmarks, apex flow) and at half size (the motion
+    curve; and the detector, whose input is shrunk from it at a quarter of the cost)."""
+
+    full_hw: np.ndarray
+    half_hw: np.ndarray
+
+
+def read_onset(sample: MerSample) -> OnsetFrames:
+    return OnsetFrames(read_gray(sample, sample.onset_frame), read_gray(sample, sample.onset_frame, half=True))
+
+
+def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters, half_hw: np.ndarray | None = None) -> FaceBox | None:
     """dlib face box on shrunk copies of the onset frame (the tightest one), or None.
 
     The detector runs at each of `detect_widths` (cheap: a 640x480 frame shrunk to 240 pixels
@@ -172,7 +185,9 @@ def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters) -> FaceBox 
     height, width = onset_hw.shape
     boxes = []
     for scale in sorted({min(1.0, target / width) for target in params.detect_widths}):
-        small = onset_hw if scale == 1.0 else cv2.resize(onset_hw, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        # `half_hw` (the frame decoded at half size) is shrunk instead where it is large enough.
+        source = half_hw if half_hw is not None and scale <= half_hw.shape[1] / width else onset_hw
+        small = onset_hw if scale == 1.0 else cv2.resize(source, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         box = detect_face(small, upsample=params.detect_upsample)
         if box is not None:
             boxes.append(FaceBox(
@@ -192,11 +207,6 @@ def face_from_box(onset_hw: np.ndarray, box: FaceBox | None, params: UnimerParam
             points = landmarks_68(onset_hw, box, params.predictor)
         return FaceLandmarks(box=box, points_68_2=points, detected=True)
     return find_face(onset_hw, params.predictor, upsample=params.detect_upsample)
-
-
-def locate_face(onset_hw: np.ndarray, params: UnimerParameters) -> FaceLandmarks:
-    """Face box (`detect_onset_box`) and 68 landmarks (`face_from_box`) of the onset frame."""
-    return face_from_box(onset_hw, detect_onset_box(onset_hw, params), params)
 
 
 @dataclass
@@ -234,17 +244,18 @@ def _scaled_box(box: RegionBox, scale: float) -> RegionBox:
     return RegionBox(box.region, box.side, box.x0 * scale, box.y0 * scale, box.x1 * scale, box.y1 * scale)
 
 
-def locate_onset_face(sample: MerSample, params: UnimerParameters) -> tuple[np.ndarray, FaceLandmarks]:
-    """The onset frame (full size, grey) and its face; raises SampleError."""
-    onset_hw = read_gray(sample, sample.onset_frame)
-    return onset_hw, locate_face(onset_hw, params)
+def locate_onset_face(sample: MerSample, params: UnimerParameters) -> tuple[OnsetFrames, FaceLandmarks]:
+    """The onset frame (grey, full and half size) and its face; raises SampleError."""
+    onset = read_onset(sample)
+    return onset, face_from_box(onset.full_hw, detect_onset_box(onset.full_hw, params, onset.half_hw), params)
 
 
-def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tuple[np.ndarray, FaceLandmarks] | None = None) -> SampleMeasurement:
+def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tuple[OnsetFrames, FaceLandmarks] | None = None) -> SampleMeasurement:
     """Pass 1 for one sample; raises SampleError with a reason for the manifest.
 
     `onset_face`: the result of `locate_onset_face` when the caller ran it already."""
-    onset_hw, face = onset_face if onset_face is not None else locate_onset_face(sample, params)
+    onset, face = onset_face if onset_face is not None else locate_onset_face(sample, params)
+    onset_hw = onset.full_hw
     if face.inter_ocular_px < MIN_IOD_PX:
         raise SampleError(f"{sample.sample_id}: no usable face on the onset frame (eye distance {face.inter_ocular_px:.1f} px)")
     alignment = align_face(face.points_68_2, params.crop_size)
@@ -259,7 +270,7 @@ def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tupl
     scale = small / params.crop_size
     context = _CurveContext(
         alignment=alignment,
-        onset_small_hw=alignment.warp(read_gray(sample, sample.onset_frame, half=True), frame_scale=0.5, size=small),
+        onset_small_hw=alignment.warp(onset.half_hw, frame_scale=0.5, size=small),
         region_boxes_small=[_scaled_box(b, scale) for b in boxes.values()],
         rigid_slices=box_slices(_scaled_box(rigid_box, scale), (small, small)),
         iod_px=alignment.iod_px * small / params.crop_size,
@@ -323,14 +334,14 @@ def measure_chunk(samples: Sequence[MerSample], params: UnimerParameters) -> lis
     caches from one face to the next instead of being evicted by the detector and the flow of
     every sample in between (the landmarks cost a fifth)."""
     cv2.setNumThreads(1)  # one process per core; also keeps the flow bit-identical across runs
-    onsets: list[tuple[np.ndarray, FaceBox | None] | SampleError] = []
+    onsets: list[tuple[OnsetFrames, FaceBox | None] | SampleError] = []
     for sample in samples:
         try:
-            onset_hw = read_gray(sample, sample.onset_frame)
-            onsets.append((onset_hw, detect_onset_box(onset_hw, params)))
+            onset = read_onset(sample)
+            onsets.append((onset, detect_onset_box(onset.full_hw, params, onset.half_hw)))
         except SampleError as error:
             onsets.append(error)
-    faces = [item if isinstance(item, SampleError) else (item[0], face_from_box(item[0], item[1], params)) for item in onsets]
+    faces = [item if isinstance(item, SampleError) else (item[0], face_from_box(item[0].full_hw, item[1], params)) for item in onsets]
     results: list[SampleMeasurement | Rejection] = []
     for sample, onset_face in zip(samples, faces):
         try:
