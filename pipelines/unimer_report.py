@@ -224,8 +224,9 @@ def start_sample_cards(executor: Executor, measurements: Sequence, bins: Intensi
     return [executor.submit(draw_sample_cards, measurements[i : i + size], bins, crop_size) for i in range(0, len(measurements), size)]
 
 
-def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifest, bins: IntensityBins, cards: Sequence[str] | None = None) -> Path:
-    """OUT/unimer/report.html; `cards`: the sample cards drawn already (`start_sample_cards`)."""
+def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifest, bins: IntensityBins, cards: Sequence[Future] | None = None) -> Path:
+    """OUT/unimer/report.html; `cards`: the sample cards being drawn (`start_sample_cards`),
+    collected last; without them the cards are drawn here."""
     crop_size = int(manifest.parameters.get("crop_size", 224))
     summary = manifest.summary
     overview = table(
@@ -245,5 +246,5 @@ def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifes
     if manifest.rejections:
         sections.append("<h2>Rejections</h2>" + table(["input", "reason"], [(r["input"], r["reason"]) for r in manifest.rejections]))
     sections.append("<h2>Samples</h2><p class='muted'>Boxes: facial regions (green: a labelled AU the flow supports). Arrows: onset→apex flow. Colour picture: hue = direction, brightness = magnitude. Curve: onset→t motion, green line = apex.</p>")
-    sections += cards if cards is not None else draw_sample_cards(measurements, bins, crop_size)
+    sections += [card for job in cards for card in job.result()] if cards is not None else draw_sample_cards(measurements, bins, crop_size)
     return write_page(out_dir / "report.html", "Uni-MER build report", sections)

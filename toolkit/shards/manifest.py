@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -126,13 +125,11 @@ def run_sharded(
     extra_versions: Sequence[str] = (),
     summary: dict[str, Any] | None = None,
     progress: bool = True,
-    executor: Executor | None = None,
 ) -> Manifest:
     """Process `units` in fixed shards of `shard_size`, skipping shards a previous run completed.
 
     `process_shard` must be a picklable top-level function (or functools.partial) when
-    workers > 1 or an `executor` is given (a process pool the caller has running already, used
-    instead of starting one). Shard i always holds units[i*shard_size:(i+1)*shard_size], so the shard layout
+    workers > 1. Shard i always holds units[i*shard_size:(i+1)*shard_size], so the shard layout
     and bytes do not depend on the number of workers or on interruptions. `pre_rejections` are
     inputs rejected before processing (e.g. unreadable sheet rows); they count as inputs seen.
     """
@@ -194,8 +191,8 @@ def run_sharded(
     try:
         with progress_bar(total_units, description, enabled=progress) as advance:
             advance(done_units)
-            if (executor is not None or workers > 1) and len(pending) > 1:
-                with nullcontext(executor) if executor is not None else ProcessPoolExecutor(max_workers=workers) as pool:
+            if workers > 1 and len(pending) > 1:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
                     futures = {index: pool.submit(process_shard, chunks[index]) for index in pending}
                     for index in pending:  # in order: the state files appear in shard order
                         finish(index, futures[index].result())
