@@ -7,7 +7,9 @@ Prints:
     build is given), the frames the build reads (at full size), and those frames with the build's
     own decoder calls (motion-curve frames at half size); build and decode-only alternate
     `--repeats` times and the ratios are medians over the repeats, as wall time and as CPU time
-    of all processes (the CPU ratio hardly moves with the load of a shared machine),
+    of all processes (the CPU ratio hardly moves with the load of a shared machine). Each build
+    runs in a fresh process, as `mertk build-unimer` does: loading the dlib models and the
+    modules imported on first use count (Python's start-up and the package import do not),
   * the Done-when figures against the planted truth,
   * per flow method: endpoint error (pixels of the aligned crop) of onset->apex flow against the
     planted field inside the facial regions, and its time per frame pair.
@@ -23,6 +25,8 @@ import argparse
 import json
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -79,15 +83,32 @@ def decode_seconds_and_cpu(jobs: list[tuple[str, bool]], workers: int) -> tuple[
     return time.perf_counter() - started, cpu_seconds() - cpu
 
 
-def decoded_frames(run) -> list[tuple[str, bool]]:
-    """The frames the build decoded: onset and apex at full size, the curve frames at half size."""
-    jobs = []
-    for m in run.measurements:
-        s = m.sample
-        jobs.append((str(s.frame_path(s.onset_frame)), False))
-        jobs.append((str(s.frame_path(m.apex_frame)), False))
-        jobs += [(str(s.frame_path(n)), True) for n in m.curve_frames]
-    return jobs
+BUILD_IN_FRESH_PROCESS = """
+import json, resource, sys, time
+from mertk.pipelines.unimer import UnimerParameters, build_unimer
+
+def cpu():
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+corpus, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cpu_before, started = cpu(), time.perf_counter()
+run = build_unimer(corpus, out, UnimerParameters(flow_method="dis"), workers=workers, progress=False)
+wall, cpu_used = time.perf_counter() - started, cpu() - cpu_before
+jobs = []  # the frames the build decoded: onset and apex at full size, the curve frames at half size
+for m in run.measurements:
+    s = m.sample
+    jobs += [(s.frame_file(s.onset_frame), False), (s.frame_file(m.apex_frame), False)]
+    jobs += [(s.frame_file(n), True) for n in m.curve_frames]
+print(json.dumps({"wall": wall, "cpu": cpu_used, "jobs": jobs, "samples": run.manifest.inputs_seen}))
+"""
+
+
+def timed_build(corpus: Path, out: Path, workers: int) -> dict:
+    """One build in a fresh Python process: wall and CPU seconds of build_unimer, the frames it decoded."""
+    done = subprocess.run([sys.executable, "-c", BUILD_IN_FRESH_PROCESS, str(corpus), str(out), str(workers)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the build failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def flow_method_figures(corpus: Path, samples: int) -> dict:
@@ -150,7 +171,8 @@ def main() -> None:
     parser.add_argument("--skip-build", action="store_true", help="only the flow-method figures")
     args = parser.parse_args()
 
-    from mertk.pipelines.unimer import UnimerParameters, build_unimer, truth_agreement
+    from mertk.corpora.casme2 import read_casme2
+    from mertk.pipelines.unimer import truth_agreement
 
     corpus = ensure_corpus(args.cache)
     results: dict = {"corpus": str(corpus)}
@@ -162,12 +184,10 @@ def main() -> None:
             builds, builds_cpu, same_calls, same_calls_cpu, fulls = [], [], [], [], []
             for repeat in range(args.repeats):
                 shutil.rmtree(out / "unimer", ignore_errors=True)
-                cpu = cpu_seconds()
-                started = time.perf_counter()
-                run = build_unimer(corpus, out, UnimerParameters(flow_method="dis"), workers=args.workers, progress=False)
-                builds.append(time.perf_counter() - started)
-                builds_cpu.append(cpu_seconds() - cpu)
-                jobs = decoded_frames(run)
+                build = timed_build(corpus, out, args.workers)
+                builds.append(build["wall"])
+                builds_cpu.append(build["cpu"])
+                jobs = [(path, half) for path, half in build["jobs"]]
                 full_jobs = [(path, False) for path, _ in jobs]
                 wall, cpu_used = decode_seconds_and_cpu(jobs, args.workers)
                 same_calls.append(wall)
@@ -176,9 +196,9 @@ def main() -> None:
             build_s = float(np.median(builds))
             decode_same_calls = float(np.median(same_calls))
             decode_full = float(np.median(fulls))
-            every_frame = [(path, False) for s in run.listing.samples for _, path in s.frames]
+            every_frame = [(path, False) for s in read_casme2(corpus).samples for _, path in s.frames]
             decode_every = decode_seconds(every_frame, args.workers)
-            samples = run.manifest.inputs_seen
+            samples = build["samples"]
             results.update(
                 {
                     "samples": samples,
@@ -202,8 +222,8 @@ def main() -> None:
                     "decode_only_same_calls_cpu_s": round(float(np.median(same_calls_cpu)), 2),
                     "cpu_ratio_build_to_decode_same_calls": round(float(np.median([b / d for b, d in zip(builds_cpu, same_calls_cpu)])), 2),
                     "goal_wall_le_60s": build_s <= 60,
-                    "truth": truth_agreement(run.out_dir, corpus / "ground_truth.parquet"),
-                    "report_bytes": (run.out_dir / "report.html").stat().st_size,
+                    "truth": truth_agreement(out / "unimer", corpus / "ground_truth.parquet"),
+                    "report_bytes": (out / "unimer" / "report.html").stat().st_size,
                 }
             )
         finally:
