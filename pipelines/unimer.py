@@ -26,12 +26,11 @@ import hashlib
 import json
 import os
 import pickle
-import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -63,7 +62,7 @@ from mertk.captions import (
 )
 from mertk.captions.instructions import RegionAnswer
 from mertk.corpora.casme2 import CorpusListing, MerSample, read_casme2
-from mertk.face import FaceBox, FaceLandmarks, box_from_landmarks, detect_face, find_face, landmarks_68, load_models
+from mertk.face import FaceBox, FaceLandmarks, adopt_detector, box_from_landmarks, detect_face, find_face, frontal_face_detector, landmarks_68, load_models
 from mertk.flow import FLOW_METHODS, FlowMethodError, compensate_head_motion, estimate_flow, median_of_rows, optical_strain
 from mertk.flow.fields import CURVE_FLOW_METHODS
 from mertk.flow.crop import DEFAULT_CROP_SIZE, FaceAlignment, align_face
@@ -380,16 +379,23 @@ def _measure_cached(index: int, samples: list[MerSample], params: UnimerParamete
     return results
 
 
+def _read_corpus_and_build_detector(casme2: Path | str, layout: str, sheet: Path | str | None) -> tuple[CorpusListing, object]:
+    return read_casme2(casme2, layout=layout, sheet=sheet), frontal_face_detector()
+
+
 def _read_while_loading_models(casme2: Path | str, params: UnimerParameters, sheet: Path | str | None) -> CorpusListing:
-    """read_casme2 in a helper process while this one loads the dlib models (about a second
-    each); pass-1 workers forked afterwards share the loaded models instead of each loading them."""
+    """read_casme2 and building dlib's face detector (0.3 s) in a helper process, which sends the
+    detector back pickled, while this one loads the 68-point model (0.4 s); pass-1 workers forked
+    afterwards share both models instead of each loading them."""
     with ProcessPoolExecutor(max_workers=1) as helper:
-        listing = helper.submit(read_casme2, casme2, layout=params.layout, sheet=sheet)
+        job = helper.submit(_read_corpus_and_build_detector, casme2, params.layout, sheet)
         try:
-            load_models(params.predictor)
+            load_models(params.predictor, detector=False)
         except Exception:  # noqa: BLE001 - raised again, with its message, where the model is used
             pass
-        return listing.result()
+        listing, detector = job.result()
+    adopt_detector(detector)
+    return listing
 
 
 def start_workers(params: UnimerParameters, workers: int) -> ProcessPoolExecutor:
@@ -415,9 +421,11 @@ def measure_all(
     workers: int = 1,
     progress: bool = True,
     pool: ProcessPoolExecutor | None = None,
+    while_waiting: Callable[[], None] | None = None,
 ) -> list:
     """Pass 1 over all samples in chunks of shard_size, cached per chunk, `workers` processes
-    (those of `pool` when given: see `start_workers`)."""
+    (those of `pool` when given: see `start_workers`). `while_waiting` runs here once the
+    chunks are handed to the workers."""
     from mertk.console import progress_bar
 
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -430,6 +438,8 @@ def measure_all(
             pool = pool or start_workers(params, workers)
             try:
                 futures = [pool.submit(_measure_cached, i, chunk, params, cache_dir) for i, chunk in enumerate(chunks)]
+                if while_waiting is not None:
+                    while_waiting()
                 for future, chunk in zip(futures, chunks):
                     results.extend(future.result())
                     advance(len(chunk))
@@ -603,11 +613,9 @@ def _build_with(
 ) -> UnimerRun:
     """Both passes and the report; with a `pool`, its workers draw the report's sample cards
     (0.4 s on one core at CASME II scale) while this process writes the shards."""
-    if pool is not None:
-        # pyarrow imports pandas on its first conversion (0.2 s); let that happen while this
-        # process only waits for pass 1, not when it writes the first shard.
-        threading.Thread(target=_import_arrow_conversions, daemon=True).start()
-    results = measure_all(listing.samples, params, out_dir / MEASURE_DIR, workers=workers, progress=progress, pool=pool)
+    # pyarrow imports pandas on its first conversion (0.2 s): with a pool, that happens while this
+    # process only waits for pass 1, not when it writes the first shard.
+    results = measure_all(listing.samples, params, out_dir / MEASURE_DIR, workers=workers, progress=progress, pool=pool, while_waiting=_import_arrow_conversions)
     schema = load_schema(SCHEMA_NAME, SCHEMA_VERSION)
     measurements = [r for r in results if isinstance(r, SampleMeasurement)]
     evidence_params = calibrate_thresholds(params.evidence, [r.magnitude for m in measurements for r in m.regions])
