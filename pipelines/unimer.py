@@ -86,7 +86,7 @@ class UnimerParameters:
     crop_size: int = DEFAULT_CROP_SIZE  # aligned face crop for the apex flow (IOD = 0.36 crop)
     curve_points: int = 12  # frames onset..offset on the motion curve (coarse)
     curve_crop_size: int = 112  # crop size for the motion curve (frames decoded at half size)
-    curve_flow_method: str = "dis_light"  # flow of the motion curve (dis: twice as dear, same apexes; dis_fast: cheaper, apex estimates less exact)
+    curve_flow_method: str = "dis_light"  # flow of the motion curve (dis: 1.6x dearer, same apexes; dis_fast: cheaper, apex estimates less exact)
     detect_upsample: int = 0  # dlib detector upsampling (0: faces over ~80 px, as in CASME II)
     detect_widths: tuple[int, ...] = (240,)  # detector runs on the onset frame shrunk to these widths; tightest box kept
     box_refits: int = 1  # landmarks fitted again in the box they imply (face.box_from_landmarks), this many times

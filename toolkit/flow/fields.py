@@ -3,9 +3,9 @@
 A flow field is float32 (H, W, 2): per pixel the displacement (u = x right, v = y down) in
 pixels that carries the first image onto the second. Estimators are OpenCV's:
   dis        DIS (Kroeger et al. 2016), preset FAST taken down to pyramid level 1 (as MEDIUM)
-             with 2 variational refinement iterations (default). On 224 px face crops it is 1.8x
-             cheaper than preset MEDIUM and a little closer to the planted field (endpoint error
-             0.071 against 0.076 px in benchmarks/bench_build_unimer.py)
+             with one variational refinement iteration (default). On 224 px face crops it is
+             1.8x cheaper than preset MEDIUM and a little closer to the planted field (endpoint
+             error 0.069 against 0.076 px in benchmarks/bench_build_unimer.py)
   dis_medium DIS preset MEDIUM as OpenCV defines it
   dis_light  `dis` without variational refinement and with patches every 5 px instead of 4: the
              default of the motion curve (112 px crop), which only has to place the peak in
@@ -43,7 +43,7 @@ def _dis_level1(refinement_iterations: int, patch_stride: int = 4) -> Callable[[
 
 
 def _dis() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    return _dis_level1(2)
+    return _dis_level1(1)
 
 
 def _dis_medium() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
