@@ -484,6 +484,23 @@ class LabelContext:
     prefetch: SimilarityPrefetch | None = None  # workers = 1 only (not picklable)
 
 
+def _arrow_strings(values: Sequence[str]) -> pa.Array:
+    """A string array of `values`, built from its buffers.
+
+    Not pa.array: its first call imports pandas (a quarter of a second) to look for pandas objects.
+    """
+    encoded = [value.encode("utf-8") for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def _arrow_numbers(values: np.ndarray) -> pa.Array:
+    """A 1-D numeric array over the numpy array's memory (no copy; see _arrow_strings for why not pa.array)."""
+    values = np.ascontiguousarray(values).reshape(-1)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
 def pseudo_label_table(
     units: Sequence[VideoUnit], result: dict[str, tuple[np.ndarray, np.ndarray]], split: str | None = None
 ) -> pa.Table:
@@ -491,11 +508,11 @@ def pseudo_label_table(
     n = len(units)
     per_video = len(MODALITIES) * NUM_SEGMENTS
     # String columns: the n distinct values, repeated by Arrow's take (no Python object per row).
-    video_rows = pa.array(np.repeat(np.arange(n, dtype=np.int32), per_video))
-    filenames = pa.array([u.filename for u in units], type=pa.string()).take(video_rows)
-    video_ids = pa.array([u.video_id for u in units], type=pa.string()).take(video_rows)
-    splits = pa.array([split or u.split for u in units], type=pa.string()).take(video_rows)
-    modality = pa.array(list(MODALITIES), type=pa.string()).take(pa.array(np.tile(np.repeat(np.arange(len(MODALITIES), dtype=np.int32), NUM_SEGMENTS), n)))
+    video_rows = _arrow_numbers(np.repeat(np.arange(n, dtype=np.int32), per_video))
+    filenames = _arrow_strings([u.filename for u in units]).take(video_rows)
+    video_ids = _arrow_strings([u.video_id for u in units]).take(video_rows)
+    splits = _arrow_strings([split or u.split for u in units]).take(video_rows)
+    modality = _arrow_strings(MODALITIES).take(_arrow_numbers(np.tile(np.repeat(np.arange(len(MODALITIES), dtype=np.int32), NUM_SEGMENTS), n)))
     segment = np.tile(np.arange(NUM_SEGMENTS, dtype=np.int8), n * len(MODALITIES))
     # (n, modality, segment, class) in row order
     scores_r_c = np.stack([result[m][0] for m in MODALITIES], axis=1).reshape(n * per_video, NUM_CLASSES)
@@ -503,7 +520,7 @@ def pseudo_label_table(
     row_i, class_i = np.nonzero(labels_r_c)
     offsets = np.zeros(n * per_video + 1, dtype=np.int32)
     np.cumsum(np.bincount(row_i, minlength=n * per_video), out=offsets[1:])
-    names = pa.array(list(LLP_CLASSES), type=pa.string()).take(pa.array(class_i.astype(np.int32)))
+    names = _arrow_strings(LLP_CLASSES).take(_arrow_numbers(class_i.astype(np.int32)))
     score_offsets = np.arange(0, (n * per_video + 1) * NUM_CLASSES, NUM_CLASSES, dtype=np.int32)
     return pa.table(
         {
@@ -511,9 +528,9 @@ def pseudo_label_table(
             "video_id": video_ids,
             "split": splits,
             "modality": modality,
-            "segment": pa.array(segment, type=pa.int8()),
-            "labels": pa.ListArray.from_arrays(pa.array(offsets), names),
-            "scores": pa.ListArray.from_arrays(pa.array(score_offsets), pa.array(scores_r_c.reshape(-1), type=pa.float32())),
+            "segment": _arrow_numbers(segment),
+            "labels": pa.ListArray.from_arrays(_arrow_numbers(offsets), names),
+            "scores": pa.ListArray.from_arrays(_arrow_numbers(score_offsets), _arrow_numbers(scores_r_c.astype(np.float32, copy=False))),
         }
     )
 
@@ -815,18 +832,23 @@ def run_target(
 # ---------------------------------------------------------------- the whole run
 
 
-def _warm_imports() -> None:
-    """Import the later stages' heavy modules in a thread while the read pass waits on files."""
+def _warm_imports(refine: bool) -> None:
+    """Import the later stages' heavy modules in a thread while the read pass waits on files.
+
+    `refine`: some modality has no text anchors, so prototype refinement (scipy.sparse) will run.
+    """
     import importlib
     import threading
 
+    names = ("pyarrow.compute", "pyarrow.parquet", "mertk.metrics.avvp", "mertk.migration.report", "cv2", "rich.table")
+
     def load() -> None:
-        for name in ("pyarrow.compute", "scipy.sparse", "pyarrow.parquet", "mertk.metrics.avvp", "mertk.migration.report", "cv2", "rich.table"):
+        for name in (*names, "scipy.sparse") if refine else names:
             try:
                 importlib.import_module(name)
             except ImportError:  # the stage that needs it reports the problem
                 pass
-        pa.array(["warm"]).take(pa.array([0], type=pa.int32()))  # Arrow's compute kernels load on first use (~0.3 s)
+        _arrow_strings(["warm"]).take(_arrow_numbers(np.zeros(1, dtype=np.int32)))  # Arrow's compute kernels load on first use
 
     threading.Thread(target=load, name="warm-imports", daemon=True).start()
 
@@ -859,7 +881,7 @@ def _freed_memory_kept():
     import sys
 
     libc = None
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and not __import__("os").environ.get("XX_NO_MALLOPT"):
         try:
             libc = ctypes.CDLL("libc.so.6")
             libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc only
@@ -892,12 +914,12 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
         raise MigrationError(f"--features must be han or clip, not {config.features!r}")
     layout = feature_layout(config.features, config.r2plus1d)
     videos, bad_rows = read_llp_videos(root)
-    _warm_imports()
+    text = text_anchors_for(config, layout)  # before the read: prototype seeds only where needed
+    _warm_imports(refine=any(m not in text for m in MODALITIES))
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = out_dir / CACHE_FOLDER
     # The fit sample, should no video be rejected: its rows are kept during the read.
     expected_sample = fit_sample(videos, config.fit_videos, config.calibrate)
-    text = text_anchors_for(config, layout)  # before the read: prototype seeds only where needed
     read = read_corpus(
         root, videos, layout, cache_dir, config.centre, progress, "migrate-labels",
         keep=expected_sample, seed_modalities=[m for m in MODALITIES if m not in text],
