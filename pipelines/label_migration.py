@@ -881,7 +881,7 @@ def _freed_memory_kept():
     import sys
 
     libc = None
-    if sys.platform.startswith("linux") and not __import__("os").environ.get("XX_NO_MALLOPT"):
+    if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6")
             libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc only
