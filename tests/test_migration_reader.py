@@ -123,12 +123,16 @@ def test_block_reader_matches_the_per_video_reader_and_rejects_per_video(corpus:
     bad = np.load(copy / "feats" / "vggish" / f"{ids[3]}.npy")
     bad[2, 1] = np.nan
     np.save(copy / "feats" / "vggish" / f"{ids[3]}.npy", bad)
+    np.save(copy / "feats" / "vggish" / f"{ids[4]}.npy", np.zeros((10, 127), dtype=np.float32))  # other header
     layout = feature_layout("han")
-    block = BlockReader(copy, layout, half_dtype=np.float16).read(ids)
+    block = BlockReader(copy, layout, half_dtype=np.float16).read([*ids, "NoSuchVideo"])  # missing: open fails
     assert "truncated or not a .npy array" in str(block.errors[2]) and block.errors[2].file.endswith(f"{ids[2]}.npy")
     assert "non-finite values (first in row 2)" in str(block.errors[3])
+    assert "shape (10, 127), expected (10, 128)" in str(block.errors[4])
+    assert "missing feature file" in str(block.errors[5]) and block.errors[5].file.endswith("vggish/NoSuchVideo.npy")
+    assert not block.arrays["visual"][5].any() and not block.sums["visual"][5].any()
     for row, video_id in enumerate(ids):
-        if row in (2, 3):
+        if row in (2, 3, 4):
             assert not block.arrays["visual"][row].any() and not block.sums["audio"][row].any()
             continue
         assert block.errors[row] is None
