@@ -146,28 +146,10 @@ class ReadPass:
     stats: dict[str, ModalityStats]
     seeds: dict[str, PrototypeSeeds]
     cache: SegmentCache
-    # The cached rows (float16 values as float32) of the videos `kept_indices` (unit indices), kept in memory during
-    # the read so that fitting need not gather them back from the cache; None if not kept.
-    kept_indices: np.ndarray | None = None
-    kept_rows: dict[str, np.ndarray] | None = None
-
-    def fit_rows(self, modality: str, indices: np.ndarray) -> np.ndarray:
-        """(len(indices), 10, dim) float32 of the given units, from memory when kept, else the cache."""
-        if self.kept_rows is not None and self.kept_indices is not None:
-            position = np.searchsorted(self.kept_indices, indices)
-            if np.all(position < len(self.kept_indices)) and np.array_equal(self.kept_indices[np.minimum(position, len(self.kept_indices) - 1)], indices):
-                if len(position) and position[-1] - position[0] == len(position) - 1:
-                    # A run of the sample: handed over without a copy (fitting centres it in place
-                    # and keeps the result for its later passes).
-                    return self.kept_rows[modality][position[0] : position[-1] + 1]
-                return self.kept_rows[modality][position]
-        return self.cache.read_videos(modality, indices)
-
-
-KEEP_FIT_VIDEOS = 4000  # at most this many sample videos are kept in memory during the read
 
 
 READ_BLOCK_VIDEOS = 32  # videos per read task
+FIT_THREADS = 2  # blocks of the fitting sample computed at once
 READ_THREADS = 2  # file reading overlaps the statistics (np.load-like reads release the GIL)
 
 
@@ -179,7 +161,6 @@ def read_corpus(
     centre: bool,
     progress: bool,
     label: str,
-    keep: np.ndarray | None = None,
     seed_modalities: Sequence[str] = MODALITIES,
 ) -> ReadPass:
     """Read every video's features once: statistics, prototype seeds, cache; reject bad files.
@@ -202,12 +183,6 @@ def read_corpus(
     reader = BlockReader(root, layout, half_dtype=cache.dtype)
     blocks = [videos[first : first + READ_BLOCK_VIDEOS] for first in range(0, len(videos), READ_BLOCK_VIDEOS)]
     written = 0
-    # `keep`: sorted indices into `videos` whose cached rows stay in memory; they are unit
-    # indices too as long as no video is rejected (otherwise fitting reads the cache).
-    keep = None if keep is None or len(keep) > KEEP_FIT_VIDEOS else np.asarray(keep, dtype=np.int64)
-    # Kept as float32 (the cached float16 values, widened): the widening happens here, where the
-    # main thread waits on the readers anyway, instead of in the fitting passes.
-    kept_rows = {m: np.empty((len(keep), NUM_SEGMENTS, layout.dim(m)), dtype=np.float32) for m in MODALITIES} if keep is not None else None
     try:
         with progress_bar(len(videos), f"{label}: reading features", enabled=progress) as advance, ThreadPoolExecutor(
             READ_THREADS
@@ -218,11 +193,6 @@ def read_corpus(
                 while len(pending) < 2 * READ_THREADS and number + len(pending) < len(blocks):
                     pending.append(pool.submit(reader.read, [v.video_id for v in blocks[number + len(pending)]]))
                 block = pending.popleft().result()
-                if keep is not None:
-                    first_video = number * READ_BLOCK_VIDEOS
-                    lo, hi = np.searchsorted(keep, [first_video, first_video + len(block_videos)])
-                    for modality in MODALITIES:
-                        kept_rows[modality][lo:hi] = cast_float(block.half[modality][keep[lo:hi] - first_video], np.float32)
                 good = [row for row, error in enumerate(block.errors) if error is None]
                 for row, error in enumerate(block.errors):
                     if error is not None:
@@ -249,9 +219,7 @@ def read_corpus(
                 writes.popleft().result()
     finally:
         cache.close()
-    if rejections:  # indices into `videos` are no longer unit indices
-        keep = kept_rows = None
-    return ReadPass(units, rejections, stats, seeds, cache, keep, kept_rows)
+    return ReadPass(units, rejections, stats, seeds, cache)
 
 
 # ---------------------------------------------------------------- anchors and thresholds
@@ -329,47 +297,69 @@ def fit_model(
     sample = fit_sample(read.units, config.fit_videos, config.calibrate)
     thresholds: dict[str, np.ndarray] = {}
     rules: dict[str, list[str]] = {}
-    # The sample's centred rows and norms do not depend on the anchors: computed once, kept for
-    # every pass (memory bounded by fit_videos, not by the corpus).
-    centred_blocks: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
-    for number in range(passes):
-        last = number == passes - 1
-        bins = {m: SimilarityBins(layout.dim(m), vectors=(m in refine and not last)) for m in MODALITIES}
-        with progress_bar(len(sample), f"anchors: pass {number + 1}/{passes}", enabled=progress) as advance:
-            for first in range(0, len(sample), config.block_videos):
-                chosen = sample[first : first + config.block_videos]
-                n = len(chosen)
-                for modality in MODALITIES:
-                    if (first, modality) not in centred_blocks:
-                        rows_r_d = read.fit_rows(modality, chosen).reshape(n * NUM_SEGMENTS, -1)
-                        centred_blocks[first, modality] = normalisers[modality].centred(rows_r_d, overwrite=True)
-                    centred_r_d, inverse_norm_r = centred_blocks[first, modality]
-                    similarity_r_c = normalisers[modality].cosine(centred_r_d, inverse_norm_r, anchors[modality])
-                    similarity = similarity_r_c.reshape(n, NUM_SEGMENTS, NUM_CLASSES)
-                    truth = labelled = None
-                    if last and val is not None:
-                        labelled = val[0][chosen]
-                        truth = np.zeros((n, NUM_CLASSES, NUM_SEGMENTS), dtype=bool)
-                        dense = val[1].audio_v_c_t if modality == "audio" else val[1].visual_v_c_t
-                        truth[labelled] = dense[val_rows[chosen][labelled]]
-                    bins[modality].add(similarity, weak_n_c[chosen], centred_r_d, inverse_norm_r, truth, labelled)
-                advance(n)
-        for modality in MODALITIES:
-            thresholds[modality] = label_free_thresholds(
-                bins[modality].counts_c_b,
-                bins[modality].null_counts_c_b,
-                config.threshold_rule,
-                PRESENT_QUANTILE if last else REFINE_PRESENT_QUANTILE,
-            )
-            rules[modality] = [f"label-free ({config.threshold_rule})" if np.isfinite(t) else "never (class absent)" for t in thresholds[modality]]
-            if last and val is not None:
-                thresholds[modality], rules[modality] = calibrated_thresholds(
-                    bins[modality].positive_c_b, bins[modality].negative_c_b, thresholds[modality]
+    # Each pass reads the sample's rows back from the cache (in the page cache) into one reused
+    # block buffer and centres them there: fresh memory is costly, recentring is not. The norms
+    # do not depend on the anchors: computed on the first pass, kept.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    block_rows = min(config.block_videos, len(sample)) * NUM_SEGMENTS
+    local = threading.local()  # one block buffer per modality and thread, reused across passes
+    inverse_norms: dict[tuple[int, str], np.ndarray] = {}
+    firsts = range(0, len(sample), config.block_videos)
+
+    def block_part(first: int, modality: str, bins: SimilarityBins, last: bool) -> dict[str, np.ndarray]:
+        """One block of the sample, one modality: what it adds to the pass's statistics."""
+        chosen = sample[first : first + config.block_videos]
+        n = len(chosen)
+        buffers = getattr(local, "buffers", None)
+        if buffers is None:
+            buffers = local.buffers = {m: np.empty((block_rows, layout.dim(m)), dtype=np.float32) for m in MODALITIES}
+        # x - mean, as Normaliser.centred computes it
+        centred_r_d = read.cache.read_videos_into(modality, chosen, buffers[modality][: n * NUM_SEGMENTS], normalisers[modality].mean_d)
+        if (first, modality) not in inverse_norms:
+            inverse_norms[first, modality] = normalisers[modality].inverse_norms(centred_r_d)
+        inverse_norm_r = inverse_norms[first, modality]
+        similarity_r_c = normalisers[modality].cosine(centred_r_d, inverse_norm_r, anchors[modality])
+        similarity = similarity_r_c.reshape(n, NUM_SEGMENTS, NUM_CLASSES)
+        truth = labelled = None
+        if last and val is not None:
+            labelled = val[0][chosen]
+            truth = np.zeros((n, NUM_CLASSES, NUM_SEGMENTS), dtype=bool)
+            dense = val[1].audio_v_c_t if modality == "audio" else val[1].visual_v_c_t
+            truth[labelled] = dense[val_rows[chosen][labelled]]
+        return bins.block_part(similarity, weak_n_c[chosen], centred_r_d, inverse_norm_r, truth, labelled)
+
+    # Blocks are computed by two threads (numpy and BLAS release the GIL) and added in block order.
+    pool = ThreadPoolExecutor(FIT_THREADS)
+    try:
+        for number in range(passes):
+            last = number == passes - 1
+            bins = {m: SimilarityBins(layout.dim(m), vectors=(m in refine and not last)) for m in MODALITIES}
+            with progress_bar(len(sample), f"anchors: pass {number + 1}/{passes}", enabled=progress) as advance:
+                parts = {(first, m): pool.submit(block_part, first, m, bins[m], last) for first in firsts for m in MODALITIES}
+                for first in firsts:
+                    for modality in MODALITIES:
+                        bins[modality].add_part(parts.pop((first, modality)).result())
+                    advance(min(config.block_videos, len(sample) - first))
+            for modality in MODALITIES:
+                thresholds[modality] = label_free_thresholds(
+                    bins[modality].counts_c_b,
+                    bins[modality].null_counts_c_b,
+                    config.threshold_rule,
+                    PRESENT_QUANTILE if last else REFINE_PRESENT_QUANTILE,
                 )
-            if not last and modality in refine:
-                anchors[modality] = bins[modality].refined_prototypes(
-                    thresholds[modality], anchors[modality], normalisers[modality].scale_d
-                )
+                rules[modality] = [f"label-free ({config.threshold_rule})" if np.isfinite(t) else "never (class absent)" for t in thresholds[modality]]
+                if last and val is not None:
+                    thresholds[modality], rules[modality] = calibrated_thresholds(
+                        bins[modality].positive_c_b, bins[modality].negative_c_b, thresholds[modality]
+                    )
+                if not last and modality in refine:
+                    anchors[modality] = bins[modality].refined_prototypes(
+                        thresholds[modality], anchors[modality], normalisers[modality].scale_d
+                    )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     model = MigrationModel(
         *(ModalityModel(normalisers[m], anchors[m], thresholds[m]) for m in MODALITIES), temperature=config.temperature
     )
@@ -918,11 +908,9 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
     _warm_imports(refine=any(m not in text for m in MODALITIES))
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = out_dir / CACHE_FOLDER
-    # The fit sample, should no video be rejected: its rows are kept during the read.
-    expected_sample = fit_sample(videos, config.fit_videos, config.calibrate)
     read = read_corpus(
         root, videos, layout, cache_dir, config.centre, progress, "migrate-labels",
-        keep=expected_sample, seed_modalities=[m for m in MODALITIES if m not in text],
+        seed_modalities=[m for m in MODALITIES if m not in text],
     )
     pre = [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad_rows] + read.rejections
     if not read.units:

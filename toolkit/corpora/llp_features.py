@@ -195,19 +195,35 @@ def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> tuple
 # ---------------------------------------------------------------- block reader (streaming passes)
 
 
-def cast_float(array: np.ndarray, dtype: type) -> np.ndarray:
+def cast_float(array: np.ndarray, dtype: type, out: np.ndarray | None = None) -> np.ndarray:
     """`array.astype(dtype)` between float32 and float16, bit for bit, several times faster.
 
     OpenCV converts with the CPU's half-precision instructions (numpy's cast is scalar, and slow on
     subnormal halves, common among near-zero ResNet activations); x * 1.0
     keeps every value, -0.0 and inf included, and rounds to nearest even like numpy.
+    `out`: a C-contiguous array of `dtype` and of `array`'s size to write into (returned), so
+    that repeated casts reuse one buffer.
     """
     import cv2
 
     target = np.dtype(dtype)
+    depths = {np.dtype(np.float16): cv2.CV_16F, np.dtype(np.float32): cv2.CV_32F}
+    if out is not None:
+        if out.dtype != target or out.size != array.size or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {target} array of {array.size} values")
+        if array.size == 0:
+            return out
+        source = np.ascontiguousarray(array).reshape(-1, array.shape[-1] if array.ndim > 1 else array.size)
+        rows = out.reshape(source.shape)
+        if array.dtype != target and array.dtype in depths and target in depths:
+            written = cv2.multiply(source, 1.0, dst=rows, dtype=depths[target])
+            if not np.shares_memory(written, rows):  # OpenCV chose not to write in place
+                rows[...] = written
+        else:
+            rows[...] = source  # numpy's cast, as astype
+        return out
     if array.dtype == target:
         return array.copy()
-    depths = {np.dtype(np.float16): cv2.CV_16F, np.dtype(np.float32): cv2.CV_32F}
     if array.size == 0 or array.dtype not in depths or target not in depths:
         return array.astype(target)
     rows = np.ascontiguousarray(array).reshape(-1, array.shape[-1] if array.ndim > 1 else array.size)

@@ -146,24 +146,38 @@ class SimilarityBins:
         For refinement, `centred_r_d` are the (n * 10, dim) centred rows and `inverse_norm_r`
         1/|u| of each, so that sum(u/|u|) = scale * sum(centred / |u|).
         """
+        self.add_part(self.block_part(similarity_n_t_c, weak_n_c, centred_r_d, inverse_norm_r, truth_n_c_t, labelled_n))
+
+    def block_part(
+        self,
+        similarity_n_t_c: np.ndarray,
+        weak_n_c: np.ndarray,
+        centred_r_d: np.ndarray | None = None,
+        inverse_norm_r: np.ndarray | None = None,
+        truth_n_c_t: np.ndarray | None = None,
+        labelled_n: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """What one block adds (see `add`), without adding it: blocks can be computed in any
+        order or thread, then added with `add_part` in block order (the same sums as `add`)."""
+        part: dict[str, np.ndarray] = {}
         mask_n_t_c = np.broadcast_to(weak_n_c[:, None, :], similarity_n_t_c.shape)
         video_i, segment_i, class_i = np.nonzero(mask_n_t_c)
         values = similarity_n_t_c[video_i, segment_i, class_i]
         fine = bin_index(values, SIMILARITY_BINS)
         size = NUM_CLASSES * SIMILARITY_BINS
-        self.counts_c_b += np.bincount(class_i * SIMILARITY_BINS + fine, minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
+        part["counts_c_b"] = np.bincount(class_i * SIMILARITY_BINS + fine, minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
         # Every segment against every class; minus the weak-label ones this is the null histogram.
         all_keys = np.arange(NUM_CLASSES) * SIMILARITY_BINS + bin_index(similarity_n_t_c, SIMILARITY_BINS)
-        self.all_counts_c_b += np.bincount(all_keys.ravel(), minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
+        part["all_counts_c_b"] = np.bincount(all_keys.ravel(), minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
         if truth_n_c_t is not None:
             # Only videos with dense labels (labelled_n) count as positives or negatives.
             keep = labelled_n[video_i] if labelled_n is not None else np.ones(len(video_i), dtype=bool)
             truth = truth_n_c_t[video_i, class_i, segment_i]
             keys = class_i * SIMILARITY_BINS + fine
-            self.positive_c_b += np.bincount(keys[truth & keep], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
-            self.negative_c_b += np.bincount(keys[~truth & keep], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
+            part["positive_c_b"] = np.bincount(keys[truth & keep], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
+            part["negative_c_b"] = np.bincount(keys[~truth & keep], minlength=size).reshape(NUM_CLASSES, SIMILARITY_BINS)
         coarse_keys = class_i * VECTOR_BINS + bin_index(values, VECTOR_BINS)
-        self.vector_counts_c_b += np.bincount(coarse_keys, minlength=NUM_CLASSES * VECTOR_BINS).reshape(NUM_CLASSES, VECTOR_BINS)
+        part["vector_counts_c_b"] = np.bincount(coarse_keys, minlength=NUM_CLASSES * VECTOR_BINS).reshape(NUM_CLASSES, VECTOR_BINS)
         if self.vectors and len(coarse_keys):
             from scipy.sparse import csr_matrix
 
@@ -173,7 +187,14 @@ class SimilarityBins:
                 (inverse_norm_r[rows].astype(np.float32), (coarse_keys, rows)),
                 shape=(NUM_CLASSES * VECTOR_BINS, centred_r_d.shape[0]),
             )
-            self.vector_sums_c_b_d += (weights @ centred_r_d).astype(np.float64)
+            part["vector_sums_c_b_d"] = (weights @ centred_r_d).astype(np.float64)
+        return part
+
+    def add_part(self, part: dict[str, np.ndarray]) -> None:
+        """Add what `block_part` computed for one block."""
+        for name, values in part.items():
+            total = getattr(self, name)
+            total += values
 
     @property
     def null_counts_c_b(self) -> np.ndarray:

@@ -22,6 +22,7 @@ from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS
 from mertk.corpora.llp_features import FeatureLayout, SegmentEmbeddings, cast_float
 
 CACHE_DTYPE = np.float16
+GATHER_BYTES = 1 << 20  # float32 rows per step of read_videos_into: well inside the CPU's L2
 
 
 @dataclass
@@ -129,6 +130,11 @@ class Normaliser:
         else:
             centred = rows_n_d.astype(np.float32, copy=True)
         centred -= self.mean_d
+        return centred, self.inverse_norms(centred)
+
+    def inverse_norms(self, centred_n_d: np.ndarray) -> np.ndarray:
+        """1/|u| (n,) float32 of centred rows x - mean (u = scaled centred row)."""
+        centred = centred_n_d
         squared_n = np.zeros(centred.shape[0], dtype=np.float64)
         dims = self.part_dims or (centred.shape[1],)
         scales = self.part_scales if self.part_scales is not None else np.array([float(self.scale_d[0])])
@@ -137,8 +143,7 @@ class Normaliser:
             piece = centred[:, start : start + dim]
             squared_n += scale * scale * np.einsum("nd,nd->n", piece, piece).astype(np.float64)
             start += dim
-        inverse_norm_n = (1.0 / np.maximum(np.sqrt(squared_n), 1e-12)).astype(np.float32)
-        return centred, inverse_norm_n
+        return (1.0 / np.maximum(np.sqrt(squared_n), 1e-12)).astype(np.float32)
 
     def cosine(self, centred_n_d: np.ndarray, inverse_norm_n: np.ndarray, anchors_c_d: np.ndarray) -> np.ndarray:
         """(n, 25) cosine of centred rows (with their 1/|u|) to unit anchors."""
@@ -208,18 +213,31 @@ class SegmentCache:
         data = self.read_stored(modality, start, stop)
         return cast_float(data, np.float32) if data.dtype != np.float32 else data
 
-    def read_videos(self, modality: str, indices: np.ndarray) -> np.ndarray:
-        """(len(indices), 10, dim) float32 of the given videos (one gather from a memory map)."""
-        if len(indices) == 0:
-            return np.zeros((0, NUM_SEGMENTS, self.dims[modality]), dtype=np.float32)
+    def read_videos_into(self, modality: str, indices: np.ndarray, out: np.ndarray, minus_d: np.ndarray | None = None) -> np.ndarray:
+        """`out` ((len(indices) * 10, dim) float32) filled with the given videos' rows, minus
+        `minus_d` if given; a few videos at a time, so that gather, cast and subtraction happen
+        in the CPU cache and no fresh memory is needed."""
         dim = self.dims[modality]
+        if len(indices) == 0:
+            return out
         mapped = np.memmap(self.path(modality), dtype=self.dtype, mode="r")
         count = mapped.size // (NUM_SEGMENTS * dim)
         if int(np.max(indices)) >= count:
             raise RuntimeError(f"{self.path(modality)}: segment cache is shorter than expected; delete it and rerun")
-        picked = mapped[: count * NUM_SEGMENTS * dim].reshape(count, NUM_SEGMENTS, dim)[np.asarray(indices)]
-        del mapped
-        return cast_float(picked, np.float32)
+        videos = mapped[: count * NUM_SEGMENTS * dim].reshape(count, NUM_SEGMENTS * dim)
+        step = max(1, GATHER_BYTES // (NUM_SEGMENTS * dim * 4))
+        stored = np.empty((min(step, len(indices)), NUM_SEGMENTS * dim), dtype=self.dtype)
+        indices = np.asarray(indices)
+        for first in range(0, len(indices), step):
+            chosen = indices[first : first + step]
+            # mode="clip": indices are checked above, and "raise" would gather into a temporary first.
+            np.take(videos, chosen, axis=0, out=stored[: len(chosen)], mode="clip")
+            rows = out[first * NUM_SEGMENTS : (first + len(chosen)) * NUM_SEGMENTS]
+            cast_float(stored[: len(chosen)].reshape(-1, dim), np.float32, out=rows)
+            if minus_d is not None:
+                rows -= minus_d
+        del videos, mapped
+        return out
 
     def blocks(self, block_videos: int = 512) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """(first video index, {modality: (n, 10, dim) float32}) for consecutive blocks."""
