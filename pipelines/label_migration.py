@@ -22,7 +22,7 @@ import contextlib
 import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -437,6 +437,7 @@ class SimilarityPrefetch:
         self.futures: dict[tuple[int, int], Any] = {}
         self.labels = {m: np.zeros((videos, NUM_CLASSES, NUM_SEGMENTS), dtype=bool) for m in MODALITIES}
         self.labelled = np.zeros(videos, dtype=bool)
+        self.on_labelled: Callable[[], None] | None = None  # called after each shard's labels are kept
         for first in range(0, min(videos, PREFETCH_SHARDS * shard_videos), shard_videos):  # a fresh run's first shards
             self.futures[first, min(first + shard_videos, videos)] = self.pool.submit(self.labelled_shard, first, min(first + shard_videos, videos))
 
@@ -461,6 +462,8 @@ class SimilarityPrefetch:
             labels_n_t_c = result[modality][1]
             self.labels[modality][start : start + len(labels_n_t_c)] = labels_n_t_c.transpose(0, 2, 1)
         self.labelled[start : start + len(result[MODALITIES[0]][1])] = True
+        if self.on_labelled is not None:
+            self.on_labelled()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -651,50 +654,86 @@ def truth_and_baseline(root: Path, units: Sequence[VideoUnit]) -> dict[str, dict
     return out
 
 
+def score_split(part: dict[str, Any], predicted: dict[str, np.ndarray], units: Sequence[VideoUnit]) -> tuple[dict, dict]:
+    """One split's scores (pseudo-labels beside the naive baseline) and the matrices the report draws.
+
+    `part`: the split's entry of `truth_and_baseline`; `predicted`: {modality: (videos, 25, 10)}
+    hard labels of every unit (only the split's rows are read).
+    """
+    from mertk.metrics.avvp import avvp_scores, per_class_segment_scores
+
+    rows, dense = part["rows"], part["dense"]
+    pred_a, pred_v = predicted["audio"][rows], predicted["visual"][rows]
+    pseudo = avvp_scores(pred_a, pred_v, dense.audio_v_c_t, dense.visual_v_c_t)
+    scores = {
+        "videos": len(rows),
+        "truth": part["source"],
+        "pseudo": pseudo.to_dict(),
+        "naive": part["scores"],
+        "per_class_f1": {
+            m: {"pseudo": per_class_segment_scores(p, g).f1.tolist(), "naive": part["per_class_f1"][m]}
+            for m, p, g in (("audio", pred_a, dense.audio_v_c_t), ("visual", pred_v, dense.visual_v_c_t))
+        },
+        "truth_defects": dense.defects.counts(),
+    }
+    matrices = {
+        "filenames": [units[r].filename for r in rows],
+        "pred": (pred_a, pred_v),
+        "truth": (dense.audio_v_c_t, dense.visual_v_c_t),
+        "weak": part["weak"],
+    }
+    return scores, matrices
+
+
+class EarlyScores:
+    """Scores each split in a background thread as soon as all its videos are labelled in this process.
+
+    Called after each labelled shard (SimilarityPrefetch.on_labelled): the splits are runs of
+    units, so the train split's scores are computed while the val and test shards are labelled.
+    """
+
+    def __init__(self, baseline: Any, prefetch: SimilarityPrefetch, units: Sequence[VideoUnit], pool: Any):
+        self.baseline, self.prefetch, self.units, self.pool = baseline, prefetch, units, pool
+        self.futures: dict[str, Any] = {}
+        self.last_rows: dict[str, int] = {}
+
+    def __call__(self) -> None:
+        if not self.baseline.done() or self.baseline.exception() is not None:
+            return  # not known yet (the split is then scored at the end), or evaluate_splits reports the error
+        for split, part in self.baseline.result().items():
+            if split in self.futures:
+                continue
+            if split not in self.last_rows:  # cheap test first: is the split's last video labelled?
+                self.last_rows[split] = max(part["rows"])
+            if self.prefetch.labelled[self.last_rows[split]] and self.prefetch.labelled[part["rows"]].all():
+                self.futures[split] = self.pool.submit(score_split, part, self.prefetch.labels, self.units)
+
+
 def evaluate_splits(
     root: Path,
     out_dir: Path,
     units: Sequence[VideoUnit],
     labelled: SimilarityPrefetch | None = None,
     baseline: dict[str, dict[str, Any]] | None = None,
+    early: EarlyScores | None = None,
 ) -> tuple[dict, dict]:
     """AVVP scores of pseudo-labels and of the naive baseline per split; and the matrices used.
 
     The hard labels come from `labelled` when it holds every video (labelled in this process),
     else they are read back from the shards; `baseline` is `truth_and_baseline(root, units)` if
-    already computed.
+    already computed; `early` holds splits already scored from `labelled`'s labels.
     """
-    from mertk.metrics.avvp import avvp_scores, per_class_segment_scores
-
     truth = truth_and_baseline(root, units) if baseline is None else baseline
     if not truth:
         return {}, {}
-    if labelled is not None and labelled.labelled.all():
-        predicted = labelled.labels
-    else:
-        predicted = read_pseudo_matrices(out_dir, [u.filename for u in units])
+    in_process = labelled is not None and labelled.labelled.all()
+    predicted = labelled.labels if in_process else read_pseudo_matrices(out_dir, [u.filename for u in units])
     scores, matrices = {}, {}
     for split, part in truth.items():
-        rows, dense = part["rows"], part["dense"]
-        pred_a, pred_v = predicted["audio"][rows], predicted["visual"][rows]
-        pseudo = avvp_scores(pred_a, pred_v, dense.audio_v_c_t, dense.visual_v_c_t)
-        scores[split] = {
-            "videos": len(rows),
-            "truth": part["source"],
-            "pseudo": pseudo.to_dict(),
-            "naive": part["scores"],
-            "per_class_f1": {
-                m: {"pseudo": per_class_segment_scores(p, g).f1.tolist(), "naive": part["per_class_f1"][m]}
-                for m, p, g in (("audio", pred_a, dense.audio_v_c_t), ("visual", pred_v, dense.visual_v_c_t))
-            },
-            "truth_defects": dense.defects.counts(),
-        }
-        matrices[split] = {
-            "filenames": [units[r].filename for r in rows],
-            "pred": (pred_a, pred_v),
-            "truth": (dense.audio_v_c_t, dense.visual_v_c_t),
-            "weak": part["weak"],
-        }
+        if in_process and early is not None and split in early.futures:
+            scores[split], matrices[split] = early.futures[split].result()
+        else:
+            scores[split], matrices[split] = score_split(part, predicted, units)
     return scores, matrices
 
 
@@ -924,6 +963,9 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
     try:
         model, fit_summary = fit_model(root, config, layout, read, progress, text)
         prefetch = SimilarityPrefetch(model, read.cache, read.units, config.shard_videos) if config.workers <= 1 else None
+        early = None
+        if prefetch is not None:
+            early = prefetch.on_labelled = EarlyScores(baseline, prefetch, read.units, background)
         context = LabelContext(str(cache_dir), read.cache.dims, model, prefetch)
         try:
             manifest = run_sharded(
@@ -942,7 +984,7 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
         finally:
             if prefetch is not None:
                 prefetch.close()
-        scores, matrices = evaluate_splits(root, out_dir, read.units, prefetch, baseline.result())
+        scores, matrices = evaluate_splits(root, out_dir, read.units, prefetch, baseline.result(), early)
         target_summary = run_target(config, layout, read, model, out_dir, progress) if config.target else None
     finally:
         background.shutdown(wait=True, cancel_futures=True)

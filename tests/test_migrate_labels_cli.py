@@ -265,3 +265,22 @@ def test_dense_truth_read_once_equals_each_split_read_alone(corpus: Path, tmp_pa
         assert np.array_equal(dense.audio_v_c_t, alone.audio_v_c_t) and np.array_equal(dense.visual_v_c_t, alone.visual_v_c_t)
         assert dense.defects == alone.defects, split
         assert alone.defects.total > 0
+
+
+def test_splits_scored_while_labelling_equal_the_scores_computed_at_the_end(corpus: Path, tmp_path: Path, monkeypatch):
+    config = MigrationConfig(shard_videos=8)
+    scored_early: list[str] = []
+    original = label_migration.evaluate_splits
+
+    def spy(root, out_dir, units, labelled=None, baseline=None, early=None):
+        scored_early.extend(early.futures if early is not None else [])
+        return original(root, out_dir, units, labelled, baseline, early)
+
+    monkeypatch.setattr(label_migration, "evaluate_splits", spy)
+    with_early = migrate_labels(corpus, tmp_path / "early", config, progress=False)
+    monkeypatch.setattr(label_migration, "evaluate_splits", lambda *args: original(*args[:5]))
+    at_end = migrate_labels(corpus, tmp_path / "end", config, progress=False)
+    assert "train" in scored_early  # 3 train shards, then 2 more: train is scored while they are labelled
+    # As JSON: per-class F1 of a class absent from a split is NaN, which never equals itself.
+    assert json.dumps(with_early.scores, sort_keys=True) == json.dumps(at_end.scores, sort_keys=True)
+    assert manifest(tmp_path / "early")["summary"] == manifest(tmp_path / "end")["summary"]
