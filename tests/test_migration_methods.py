@@ -196,3 +196,27 @@ def test_vocabulary_mapping_and_errors(tmp_path: Path):
     path.write_text(json.dumps({"Unicorn": "Dog"}))
     with pytest.raises(VocabularyError, match="'Unicorn'"):
         read_vocabulary(path)
+
+
+def test_segment_cache_gathers_videos_into_a_buffer_minus_the_mean(tmp_path: Path):
+    from mertk.migration.embedding import SegmentCache
+
+    rng = np.random.default_rng(3)
+    dims = {"audio": 6, "visual": 700}  # visual: more than one gather step of 1 MiB per call
+    cache = SegmentCache(tmp_path / "cache", dims)
+    cache.open_for_writing()
+    blocks = [{m: rng.normal(size=(n, 10, d)).astype(np.float16) for m, d in dims.items()} for n in (70, 55)]
+    for block in blocks:
+        cache.append_block(block)
+    cache.close()
+    every = {m: np.concatenate([b[m] for b in blocks]).astype(np.float32) for m in dims}
+    indices = np.array([0, 3, 4, 40, 69, 70, 71, 100, 124])
+    for modality, dim in dims.items():
+        mean_d = rng.normal(size=dim).astype(np.float32)
+        out = np.full((len(indices) * 10, dim), np.nan, dtype=np.float32)
+        assert cache.read_videos_into(modality, indices, out, mean_d) is out
+        assert np.array_equal(out, every[modality][indices].reshape(-1, dim) - mean_d)
+        plain = np.empty_like(out)
+        assert np.array_equal(cache.read_videos_into(modality, indices, plain), every[modality][indices].reshape(-1, dim))
+    with pytest.raises(RuntimeError, match="shorter than expected"):
+        cache.read_videos_into("audio", np.array([125]), np.empty((10, 6), dtype=np.float32))

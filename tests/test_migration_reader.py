@@ -153,3 +153,8 @@ def test_cast_float_is_numpy_astype_bit_for_bit():
         assert np.array_equal(half.view(np.uint16), values.astype(np.float16).view(np.uint16))
     assert np.array_equal(cast_float(half, np.float32).view(np.uint32), half.astype(np.float32).view(np.uint32))
     assert cast_float(values[None], np.float16).shape == (1, 30, 257)
+    into = np.empty((30 * 257,), dtype=np.float32)  # any shape with the same number of values
+    assert cast_float(half, np.float32, out=into) is into
+    assert np.array_equal(into.view(np.uint32), half.astype(np.float32).view(np.uint32).ravel())
+    with pytest.raises(ValueError, match="out must be"):
+        cast_float(half, np.float32, out=np.empty(10, dtype=np.float32))

@@ -22,7 +22,7 @@ from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS
 from mertk.corpora.llp_features import FeatureLayout, SegmentEmbeddings, cast_float
 
 CACHE_DTYPE = np.float16
-GATHER_BYTES = 1 << 20  # float32 rows per step of read_videos_into: well inside the CPU's L2
+GATHER_BYTES = 1 << 20  # bytes of float32 rows per step of read_videos_into: well inside the CPU's L2
 
 
 @dataclass
@@ -134,13 +134,12 @@ class Normaliser:
 
     def inverse_norms(self, centred_n_d: np.ndarray) -> np.ndarray:
         """1/|u| (n,) float32 of centred rows x - mean (u = scaled centred row)."""
-        centred = centred_n_d
-        squared_n = np.zeros(centred.shape[0], dtype=np.float64)
-        dims = self.part_dims or (centred.shape[1],)
+        squared_n = np.zeros(centred_n_d.shape[0], dtype=np.float64)
+        dims = self.part_dims or (centred_n_d.shape[1],)
         scales = self.part_scales if self.part_scales is not None else np.array([float(self.scale_d[0])])
         start = 0
         for dim, scale in zip(dims, scales):
-            piece = centred[:, start : start + dim]
+            piece = centred_n_d[:, start : start + dim]
             squared_n += scale * scale * np.einsum("nd,nd->n", piece, piece).astype(np.float64)
             start += dim
         return (1.0 / np.maximum(np.sqrt(squared_n), 1e-12)).astype(np.float32)
