@@ -337,11 +337,16 @@ def fit_model(
             last = number == passes - 1
             bins = {m: SimilarityBins(layout.dim(m), vectors=(m in refine and not last)) for m in MODALITIES}
             with progress_bar(len(sample), f"anchors: pass {number + 1}/{passes}", enabled=progress) as advance:
-                parts = {(first, m): pool.submit(block_part, first, m, bins[m], last) for first in firsts for m in MODALITIES}
-                for first in firsts:
-                    for modality in MODALITIES:
-                        bins[modality].add_part(parts.pop((first, modality)).result())
-                    advance(min(config.block_videos, len(sample) - first))
+                tasks = [(first, m) for first in firsts for m in MODALITIES]
+                parts: dict[tuple[int, str], Any] = {}
+                for number_done, (first, modality) in enumerate(tasks):
+                    # a few blocks ahead only: each holds a (1000, dim) float64 part until added
+                    for ahead in tasks[number_done : number_done + FIT_THREADS + 1]:
+                        if ahead not in parts:
+                            parts[ahead] = pool.submit(block_part, ahead[0], ahead[1], bins[ahead[1]], last)
+                    bins[modality].add_part(parts.pop((first, modality)).result())
+                    if modality == MODALITIES[-1]:
+                        advance(min(config.block_videos, len(sample) - first))
             for modality in MODALITIES:
                 thresholds[modality] = label_free_thresholds(
                     bins[modality].counts_c_b,
