@@ -155,16 +155,19 @@ def run_sharded(
         else:
             states[index] = state
 
-    # Shards and their state files are written without a per-file fsync; a background thread
-    # makes each pair durable while the next shards are processed, and all of them are durable
-    # before the manifest is written. A pair lost to a crash before its sync is simply redone on
-    # resume: a missing or mismatching shard or state file fails _load_complete_state's hash check.
-    from concurrent.futures import ThreadPoolExecutor
+    # Each shard is encoded and written by a writer thread while the next one is processed (at
+    # most one waits: memory stays bounded), in shard order. Shards and their state files are
+    # written without a per-file fsync; a second thread makes each pair durable, and all of them
+    # are durable before the manifest is written. A pair lost to a crash before its sync is simply
+    # redone on resume: a missing or mismatching shard or state file fails _load_complete_state's
+    # hash check.
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-    syncer = ThreadPoolExecutor(1)
+    writer, syncer = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
     syncs: list[Any] = []
+    writing: list[Future] = []  # the write in flight, if any
 
-    def finish(index: int, result: ShardResult) -> None:
+    def write(index: int, result: ShardResult) -> None:
         name = shard_name(schema, index)
         digest = write_shard(result.table, out_dir / name, schema, durable=False)
         state = {
@@ -176,14 +179,19 @@ def run_sharded(
             "written_inputs": list(result.written_inputs),
             "rejections": [asdict(r) for r in result.rejections],
         }
-        if len(result.written_inputs) + len(result.rejections) != len(chunks[index]):
-            raise RuntimeError(
-                f"{name}: {len(chunks[index])} inputs but {len(result.written_inputs)} written and "
-                f"{len(result.rejections)} rejected: every input must be written or rejected"
-            )
         write_bytes_atomic(state_dir / f"{name}.json", json.dumps(state, sort_keys=True).encode(), durable=False)
         syncs.append(syncer.submit(sync_files, [out_dir / name, state_dir / f"{name}.json"]))
         states[index] = state
+
+    def finish(index: int, result: ShardResult) -> None:
+        if len(result.written_inputs) + len(result.rejections) != len(chunks[index]):
+            raise RuntimeError(
+                f"{shard_name(schema, index)}: {len(chunks[index])} inputs but {len(result.written_inputs)} written and "
+                f"{len(result.rejections)} rejected: every input must be written or rejected"
+            )
+        if writing:
+            writing.pop().result()  # the previous shard is written (its error, if any, raised here)
+        writing.append(writer.submit(write, index, result))
 
     total_units = len(units)
     done_units = sum(len(chunks[i]) for i in states)
@@ -201,6 +209,8 @@ def run_sharded(
                 for index in pending:
                     finish(index, process_shard(chunks[index]))
                     advance(len(chunks[index]))
+            if writing:
+                writing.pop().result()
         syncs.append(syncer.submit(sync_files, [
             path for index in resumed
             for path in (out_dir / states[index]["path"], state_dir / f"{states[index]['path']}.json")
@@ -208,6 +218,7 @@ def run_sharded(
         for sync in syncs:
             sync.result()  # every shard and state file durable before the manifest names them
     finally:
+        writer.shutdown(wait=True)
         syncer.shutdown(wait=True)
 
     ordered = [states[i] for i in range(len(chunks))]
