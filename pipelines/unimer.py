@@ -203,7 +203,10 @@ def face_from_box(onset_hw: np.ndarray, box: FaceBox | None, params: UnimerParam
     if box is not None:
         points = landmarks_68(onset_hw, box, params.predictor)
         for _ in range(params.box_refits):
-            box = replace(box_from_landmarks(points, onset_hw.shape), score=box.score)
+            implied = box_from_landmarks(points, onset_hw.shape)
+            if min(implied.width, implied.height) < MIN_IOD_PX:  # a fit off the frame: keep the detector's box
+                break
+            box = replace(implied, score=box.score)
             points = landmarks_68(onset_hw, box, params.predictor)
         return FaceLandmarks(box=box, points_68_2=points, detected=True)
     return find_face(onset_hw, params.predictor, upsample=params.detect_upsample)

@@ -161,3 +161,24 @@ def test_cropped_layout_and_whole_frame_fallback(tmp_path):
     assert not any(e["supported"] for e in rows[first]["au_evidence"])  # a blank clip supports nothing
     assert all(r["face_detected"] for sid, r in rows.items() if sid != first)
     assert run.manifest.summary["faces_not_detected"] == 1
+
+
+def test_landmark_refit_moves_to_the_face_and_keeps_a_corner_box():
+    import skimage.data
+
+    from mertk.face import FaceBox, find_face, resolve_predictor_path, to_gray
+    from mertk.pipelines.unimer import face_from_box
+
+    gray = to_gray(skimage.data.astronaut())
+    params = UnimerParameters(predictor=str(resolve_predictor_path(None)))
+    detected = find_face(gray)
+    # A box 20% too large around the face: the refit lands on the landmarks of the detector's box.
+    box = detected.box
+    grown = FaceBox(box.left - box.width // 10, box.top - box.height // 10, box.right + box.width // 10, box.bottom + box.height // 10, box.score)
+    refit = face_from_box(gray, grown, params)
+    assert refit.box != grown and refit.box.score == grown.score
+    assert np.abs(refit.points_68_2 - detected.points_68_2).mean() < 0.01 * box.width
+    # A box in a corner, off the face: the landmarks it implies are too small to refit in, and the
+    # eye distance is then far below what measure_sample accepts (the sample is rejected).
+    corner = face_from_box(gray, FaceBox(500, 500, 512, 512, 1.0), params)
+    assert corner.box == FaceBox(500, 500, 512, 512, 1.0) and corner.inter_ocular_px < 12
