@@ -104,3 +104,30 @@ def test_bad_image_input_gives_clear_error():
         detect_face(np.zeros((40, 40), dtype=np.float32))
     with pytest.raises(ValueError, match="shape"):
         to_gray(np.zeros((4, 4, 2), dtype=np.uint8))
+
+
+def test_detector_is_kept_in_the_cache_and_a_bad_cache_is_rebuilt(tmp_path, monkeypatch):
+    from mertk.face import landmarks
+
+    gray = to_gray(skimage.data.astronaut())
+    monkeypatch.setenv("MERTK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(landmarks, "_DETECTOR", [])
+    built = landmarks.frontal_face_detector()
+    path = landmarks.detector_cache_path()
+    assert path.parent == tmp_path / "cache" and path.stat().st_size > 100_000
+    expected = built.run(gray, 0, 0.0)[:2]
+
+    monkeypatch.setattr(landmarks, "_DETECTOR", [])
+    loaded = landmarks.frontal_face_detector()  # from the cache file
+    assert loaded is not built and loaded.run(gray, 0, 0.0)[:2] == expected
+    assert detect_face(gray) is not None
+
+    path.write_bytes(b"not a detector")
+    monkeypatch.setattr(landmarks, "_DETECTOR", [])
+    assert landmarks.frontal_face_detector().run(gray, 0, 0.0)[:2] == expected
+    assert path.stat().st_size > 100_000  # rewritten
+
+    (tmp_path / "blocked").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("MERTK_CACHE", str(tmp_path / "blocked"))
+    monkeypatch.setattr(landmarks, "_DETECTOR", [])
+    assert landmarks.frontal_face_detector().run(gray, 0, 0.0)[:2] == expected  # no cache, still a detector
