@@ -387,9 +387,9 @@ def _read_corpus_and_build_detector(casme2: Path | str, layout: str, sheet: Path
 
 
 def _read_while_loading_models(casme2: Path | str, params: UnimerParameters, sheet: Path | str | None) -> CorpusListing:
-    """read_casme2 and building dlib's face detector (0.3 s) in a helper process, which sends the
-    detector back pickled, while this one loads the 68-point model (0.4 s); pass-1 workers forked
-    afterwards share both models instead of each loading them."""
+    """read_casme2 and dlib's face detector (from its cache, or built in 0.3 s) in a helper
+    process, which sends the detector back pickled, while this one loads the 68-point model
+    (0.4 s); pass-1 workers forked afterwards share both models instead of each loading them."""
     with ProcessPoolExecutor(max_workers=1) as helper:
         job = helper.submit(_read_corpus_and_build_detector, casme2, params.layout, sheet)
         try:
