@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from mertk.captions import IntensityBins
-from mertk.flow.draw import face_with_motion, flow_picture, png_bytes
-from mertk.report.html import img, table, write_page
+from mertk.flow.draw import face_with_motion, flow_picture
+from mertk.report.html import img, png_bytes, table, write_page
 from mertk.shards.manifest import Manifest
 
 REPORT_NAME = "report.html"

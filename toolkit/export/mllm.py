@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mertk.flow.draw import flow_picture, png_bytes
+from mertk.flow.draw import flow_picture
+from mertk.report.html import png_bytes
 from mertk.shards.io import read_shards, write_bytes_atomic
 
 EXPORT_FORMATS = ("llava", "sharegpt")

@@ -57,10 +57,3 @@ def face_with_motion(
             end = (int(start[0] + du * arrow_gain), int(start[1] + dv * arrow_gain))
             cv2.arrowedLine(picture, start, end, (40, 40, 230), 1, tipLength=0.3)
     return picture
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:  # pragma: no cover
-        raise ValueError("could not encode PNG")
-    return encoded.tobytes()

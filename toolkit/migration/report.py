@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from mertk.corpora.llp_annotations import LLP_CLASSES, MODALITIES
-from mertk.report.html import img, table, write_page
+from mertk.report.html import img, png_bytes, table, write_page
 
 METRIC_ROWS = (
     ("segment", "audio", "Segment audio F1"),
@@ -63,14 +63,6 @@ _BLUE, _GREEN = (175, 117, 59), (44, 160, 44)  # BGR
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _png(canvas: np.ndarray) -> bytes:
-    import cv2
-
-    ok, encoded = cv2.imencode(".png", canvas)
-    assert ok, "PNG encoding failed"
-    return encoded.tobytes()
-
-
 def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.4, colour=_BLACK) -> None:
     import cv2
 
@@ -120,7 +112,7 @@ def _per_class_figure(scores: dict[str, Any]) -> bytes:
     for column in range(2):
         x0 = column * (left + panel_w + gap) + left + 5
         canvas[height - label_h : height, x0 : x0 + labels.shape[1]] = labels[:, : max(0, min(labels.shape[1], width - x0))]
-    return _png(canvas)
+    return png_bytes(canvas)
 
 
 def _timeline_figure(videos: list[tuple[str, tuple, tuple, np.ndarray]]) -> bytes:
@@ -155,7 +147,7 @@ def _timeline_figure(videos: list[tuple[str, tuple, tuple, np.ndarray]]) -> byte
             for second in range(0, 11, 5):
                 _text(canvas, str(second), grid_x + second * cell - 3, y0 + title_h + max(len(classes), 1) * row_h + 13, 0.35)
         y0 += title_h + max(len(classes), 1) * row_h + 18
-    return _png(canvas)
+    return png_bytes(canvas)
 
 
 def write_report(

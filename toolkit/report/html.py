@@ -21,6 +21,16 @@ def png_data_uri(png_bytes: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
 
 
+def png_bytes(image) -> bytes:
+    """PNG bytes of a uint8 image array (grey, or BGR as OpenCV draws it)."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:  # pragma: no cover
+        raise ValueError("could not encode PNG")
+    return encoded.tobytes()
+
+
 def figure_png(figure) -> bytes:
     """Render a matplotlib figure to PNG bytes (deterministic: no metadata timestamps) and close it."""
     import matplotlib.pyplot as plt
