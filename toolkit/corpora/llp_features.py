@@ -265,21 +265,15 @@ class _PartReader:
             return frames_f_d
         return np.add.reduce(frames_f_d.reshape(NUM_SEGMENTS, self.group, -1), axis=1, out=self.sums_t_d)
 
-    def pooled_from_file(self, root: str, video_id: str) -> np.ndarray:
-        """The segment sums (rows > 10: divide by `group` for the means) or rows of one file.
-
-        Every file is read into the thread's buffer (the L2-sized res152 buffer is then reduced
-        while still in cache). Not memory-mapped: each unmap flushes the TLB of every core that
-        runs a thread of this process, which made the other threads' work twice as slow.
-        """
-        return self.pooled(self.read(root, video_id))
-
     def read(self, root: str, video_id: str) -> np.ndarray:
         """(rows, dim) float32 (the reused buffer or a fresh array); FeatureFileError if unusable.
 
         One positional read of header and values into the buffers (a Python file object costs
         several more system calls and objects per file: a quarter of the read pass's CPU at LLP
-        scale); a short read, an unexpected header or any OSError takes the careful path.
+        scale); a short read, an unexpected header or any OSError takes the careful path. The
+        L2-sized res152 buffer is then pooled while still in cache. Not memory-mapped: each unmap
+        flushes the TLB of every core that runs a thread of this process, which made the other
+        threads' work twice as slow.
         """
         path = f"{root}/{self.part.folder}/{video_id}.npy"
         try:
@@ -312,9 +306,6 @@ class FeatureBlock:
     part_squares: dict[str, list[float]]
     errors: list[FeatureFileError | None]
     half: dict[str, np.ndarray] | None = None
-
-    def modality(self, modality: str) -> np.ndarray:
-        return self.arrays[modality]
 
 
 class BlockReader:
@@ -350,7 +341,7 @@ class BlockReader:
                 for modality in modalities:
                     start = 0
                     for reader in readers[modality]:
-                        arrays[modality][row, :, start : start + reader.part.dim] = reader.pooled_from_file(root, video_id)
+                        arrays[modality][row, :, start : start + reader.part.dim] = reader.pooled(reader.read(root, video_id))
                         start += reader.part.dim
             except FeatureFileError as error:
                 errors[row] = error
