@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from mertk.cli import train_generator
 from mertk.console import console
 
 train_app = typer.Typer(
@@ -105,6 +106,9 @@ def avvp(
             highlight=False,
         )
     console.print(f"[green]done[/green]: best epoch {metrics['best_epoch']} -> {out}", highlight=False)
+
+
+train_generator.register(train_app)
 
 
 def register(app: typer.Typer) -> None:
