@@ -110,6 +110,10 @@ def test_weak_only_ablation_uses_no_segment_label(chain, tmp_path):
     # union of two 0.5 video probabilities = 0.75 against a weak label of 0: -log(0.25)
     assert float(weak_only) == pytest.approx(-np.log(0.25), rel=1e-5)
     assert float(with_segments) == pytest.approx(-np.log(0.25) + np.log(2), rel=1e-5)
+    each = generator_loss(output, batch, GeneratorTrainConfig(labels=[], out=tmp_path, weak_only=True, weak_target="each"))
+    assert float(each) == pytest.approx(np.log(2), rel=1e-5)  # each modality's 0.5 against 0
+    inside = generator_loss(output, {**batch, "weak": torch.ones(1, 25)}, GeneratorTrainConfig(labels=[], out=tmp_path, weak_only=True))
+    assert float(inside) == pytest.approx(-np.log(0.75), rel=1e-5)
     batch["has_weak"] = torch.zeros(1)
     assert float(generator_loss(output, batch, GeneratorTrainConfig(labels=[], out=tmp_path, weak_only=True))) == 0.0
 

@@ -40,6 +40,8 @@ def generator(
     out: Path = typer.Option(..., "--out", help="Run directory: metrics.json, checkpoints/generator.safetensors."),
     pseudo_target: str = typer.Option("hard", "--pseudo-target", help="hard (migrated labels) or soft (migration scores) segment targets."),
     weak_only: bool = typer.Option(False, "--weak-only", help="Train on the corpus's video-level weak labels alone (EAR's ablation); the segment labels are not used."),
+    weak_target: str = typer.Option("union", "--weak-target", help="union: the weak label against P(class in audio or visual); each: against each modality's video probability (HAN's uni-modal MIL)."),
+    within_weak: bool = typer.Option(True, "--within-weak/--beyond-weak", help="Zero the segment targets of classes outside a video's weak label (where it has one)."),
     exclude: Optional[Path] = typer.Option(None, "--exclude", help="LLP folder whose val and test videos are left out of training (a pre-training corpus sharing videos with the evaluation set)."),
     segment_loss_weight: float = typer.Option(1.0, "--segment-loss-weight", callback=_non_negative, help="Weight of the segment BCE on migrated labels."),
     weak_loss_weight: float = typer.Option(1.0, "--weak-loss-weight", callback=_non_negative, help="Weight of the video-level BCE on weak labels (where the corpus has them)."),
@@ -60,16 +62,18 @@ def generator(
     Example: `mertk train generator --labels out_t/avvp_pseudo/target --exclude sample_data/llp --out gen`,
     then `mertk migrate-labels --llp sample_data/llp --generator gen/checkpoints/generator.safetensors`.
     """
-    from mertk.training.generator import PSEUDO_TARGETS, GeneratorTrainConfig, train_generator
+    from mertk.training.generator import PSEUDO_TARGETS, WEAK_TARGETS, GeneratorTrainConfig, train_generator
 
     if pseudo_target not in PSEUDO_TARGETS:
         raise typer.BadParameter(f"must be hard or soft, not {pseudo_target!r}", param_hint="--pseudo-target")
+    if weak_target not in WEAK_TARGETS:
+        raise typer.BadParameter(f"must be union or each, not {weak_target!r}", param_hint="--weak-target")
     if context % 2 == 0:
         raise typer.BadParameter(f"must be odd (centred on the segment), not {context}", param_hint="--context")
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter(f"must be auto, cpu or cuda, not {device!r}", param_hint="--device")
     config = GeneratorTrainConfig(
-        labels=list(labels), out=out, pseudo_target=pseudo_target, weak_only=weak_only, exclude=exclude,
+        labels=list(labels), out=out, pseudo_target=pseudo_target, weak_only=weak_only, weak_target=weak_target, within_weak=within_weak, exclude=exclude,
         segment_loss_weight=segment_loss_weight, weak_loss_weight=weak_loss_weight, val_fraction=val_fraction,
         epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, context=context, dropout=dropout, seed=seed,
         device=device, cache_dir=cache_dir, threads=threads,

@@ -5,10 +5,15 @@ y = the corpus's weak label (b, 25) where it has one; q = the generator's segmen
 Qa, Qv its per-modality video probabilities; BCE averaged over its elements):
 
     L = seg_w * BCE(q, z)                           every (modality, segment, class) of every video
-      + weak_w * BCE(1 - (1 - Qa)(1 - Qv), y)       videos with a weak label only
+      + weak_w * BCE(1 - (1 - Qa)(1 - Qv), y)       videos with a weak label only (weak_target union)
+        or weak_w * (BCE(Qa, y) + BCE(Qv, y)) / 2   (weak_target each: HAN's uni-modal MIL)
 
 The weak label states that a class occurs in the video in at least one modality, hence the
-union of the two modalities' video probabilities. `weak_only` drops the first term: EAR's
+union of the two modalities' video probabilities (`each` instead asks each modality for the
+whole weak label: wrong for single-modality events, but it keeps both classifiers learning when
+one modality alone could explain the label); it also rules out every other class, so with
+`within_weak` (default) a migrated segment label outside the weak label is set to 0 (k-NN
+migration to another corpus does not see that corpus's weak labels). `weak_only` drops the first term: EAR's
 ablation, the generator trained on video-level labels alone.
 
 Validation: `val_fraction` of the videos (a permutation fixed by the seed) are held out; after
@@ -40,6 +45,7 @@ from mertk.training.progress import training_progress
 
 STATE_KIND = "generator"
 PSEUDO_TARGETS = ("hard", "soft")
+WEAK_TARGETS = ("union", "each")
 CHECKPOINT_NAME = "generator.safetensors"
 GROUND_TRUTH_FILES = {"audio": "ground_truth_audio.csv", "visual": "ground_truth_visual.csv"}
 
@@ -50,6 +56,8 @@ class GeneratorTrainConfig:
     out: Path
     pseudo_target: str = "hard"
     weak_only: bool = False
+    weak_target: str = "union"  # union | each
+    within_weak: bool = True  # segment targets of classes outside a video's weak label set to 0
     exclude: Path | None = None  # an LLP folder whose val / test videos are left out
     segment_loss_weight: float = 1.0
     weak_loss_weight: float = 1.0
@@ -79,6 +87,8 @@ class GeneratorTrainConfig:
         """Option values the trainer cannot use: one line each (the CLI checks them first)."""
         if self.pseudo_target not in PSEUDO_TARGETS:
             raise TrainingError(f"--pseudo-target must be hard or soft, not {self.pseudo_target!r}")
+        if self.weak_target not in WEAK_TARGETS:
+            raise TrainingError(f"--weak-target must be union or each, not {self.weak_target!r}")
         if not 0 < self.val_fraction < 1:
             raise TrainingError(f"--val-fraction must be between 0 and 1 (exclusive), not {self.val_fraction}")
         if self.lr <= 0:
@@ -115,8 +125,11 @@ def generator_loss(output, batch: dict[str, torch.Tensor], config: GeneratorTrai
         loss = loss + config.segment_loss_weight * F.binary_cross_entropy_with_logits(output.segment_logits_bmtc, batch["target"])
     has = batch["has_weak"]
     if config.weak_loss_weight > 0 and bool(has.any()):
-        union = output.video_union_bc()
-        per_video = F.binary_cross_entropy(union, batch["weak"], reduction="none").mean(dim=1)
+        if config.weak_target == "union":
+            per_video = F.binary_cross_entropy(output.video_union_bc(), batch["weak"], reduction="none").mean(dim=1)
+        else:
+            weak_bmc = batch["weak"][:, None, :].expand_as(output.video_bmc)
+            per_video = F.binary_cross_entropy(output.video_bmc, weak_bmc, reduction="none").mean(dim=(1, 2))
         loss = loss + config.weak_loss_weight * (per_video * has).sum() / has.sum()
     return loss
 
@@ -216,7 +229,11 @@ def _train_generator(config: GeneratorTrainConfig, device: torch.device, after_s
     model.visual.set_input_statistics(*_statistics(data.visual_v_t_d, train_rows))
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batches = _Batches(data, data.hard_v_m_t_c if config.pseudo_target == "hard" else data.soft_v_m_t_c, device)
+    target = data.hard_v_m_t_c if config.pseudo_target == "hard" else data.soft_v_m_t_c
+    if config.within_weak:  # the weak label rules a class out of every segment of both modalities
+        outside = (data.weak_v_c == 0) & data.has_weak_v[:, None]
+        target = np.where(outside[:, None, None, :], np.float32(0), target)
+    batches = _Batches(data, target, device)
 
     def step(batch) -> float:
         loss = generator_loss(model(batch["audio"], batch["visual"]), batch, config)
