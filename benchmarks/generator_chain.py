@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=3600, help="pre-training corpus size (>= 10x the sample LLP's 320)")
     parser.add_argument("--seeds", default="0", help="comma-separated generator seeds (figures are their mean)")
     parser.add_argument("--threads", default="1")
+    parser.add_argument("--source", type=Path, help="folder of the real LLP CSVs, for mertk versions that do not ship them")
     arguments = parser.parse_args()
     work, llp = arguments.work, arguments.llp
     work.mkdir(parents=True, exist_ok=True)
@@ -57,13 +58,16 @@ def main() -> None:
     torch_options = ["--device", "cpu", "--threads", arguments.threads]
     seeds = [int(s) for s in arguments.seeds.split(",")]
 
-    mertk("sample-data", "llp", "--out", str(pre), "--seed", "7", "--videos", str(arguments.videos), done=pre / "AVVP_train.csv")
-    mertk("migrate-labels", "--llp", str(llp), "--out", str(work / "direct"), "--target", str(pre), done=work / "direct" / "avvp_target" / "_manifest.json")
+    source = ["--source", str(arguments.source)] if arguments.source else []
+    mertk("sample-data", "llp", "--out", str(pre), "--seed", "7", "--videos", str(arguments.videos), *source, done=pre / "AVVP_train.csv")
+    mertk("migrate-labels", "--llp", str(llp), "--out", str(work / "direct"), "--target", str(pre), done=work / "direct" / "avvp_pseudo" / "_manifest.json")
     labellings: dict[str, list[dict]] = {"direct migration (similarity)": [scores_of(work / "direct" / "avvp_pseudo")]}
     naive = labellings["direct migration (similarity)"][0]
     # The pre-training corpus's own weak labels migrated within it (its train split), for comparison.
     mertk("migrate-labels", "--llp", str(pre), "--out", str(work / "pretrain_own"), done=work / "pretrain_own" / "avvp_pseudo" / "_manifest.json")
     target_labels, own_labels = work / "direct" / "avvp_target", work / "pretrain_own" / "avvp_pseudo"
+    if not target_labels.is_dir():  # mertk before the migration restructure wrote it inside avvp_pseudo/
+        target_labels = work / "direct" / "avvp_pseudo" / "target"
     generators = {
         "--target labels": ("target", target_labels, []),
         "weak labels only (union)": ("weak-union", target_labels, ["--weak-only", "--weak-target", "union"]),

@@ -54,6 +54,7 @@ from mertk.migration.anchors import (
     load_text_anchors,
 )
 from mertk.migration.embedding import ModalityStats, SegmentCache
+from mertk.migration.generator import load_labeller
 from mertk.migration.migrate import DEFAULT_TEMPERATURE, MigrationModel, ModalityModel, label_from_similarity
 from mertk.migration.thresholds import (
     PRESENT_QUANTILE,
@@ -100,10 +101,14 @@ class MigrationConfig:
     shard_videos: int = 256  # videos per output shard (20 rows each)
     block_videos: int = 512  # videos per block in the streaming passes
     workers: int = 1
+    generator: str | None = None  # a `mertk train generator` checkpoint (mertk.migration.generator)
+    combine: str = "generator"  # generator | similarity | mean
 
     def parameters(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("workers")  # does not change the output
+        if self.generator is None:  # runs without a generator record what they always did
+            data.pop("generator"), data.pop("combine")
         return data
 
 
@@ -535,6 +540,28 @@ def pseudo_label_table(
     )
 
 
+def generator_labels(root: Path, config: MigrationConfig, read: ReadPass, model: MigrationModel, labeller) -> Any:
+    """Every unit's labels from the generator's evidence (mertk.migration.generator), thresholds as configured."""
+    from mertk.migration.generator import dense_rows, label_with_generator
+
+    weak_n_c = _weak_matrix(read.units)
+    truth, mask = dense_rows(_val_truth(root, read.units) if config.calibrate == "val" else None, len(read.units))
+
+    def similarity_scores(start: int, stop: int) -> dict[str, np.ndarray]:
+        labelled = label_from_similarity(model, segment_similarity(model, read.cache, start, stop), weak_n_c[start:stop])
+        return {m: labelled[m][0] for m in MODALITIES}
+
+    return label_with_generator(
+        labeller, lambda start, stop: {m: read.cache.read(m, start, stop) for m in MODALITIES}, similarity_scores,
+        len(read.units), weak_n_c, config.threshold_rule, config.temperature, truth, mask, config.block_videos,
+    )
+
+
+def generated_shard(generated: Any, units: list[VideoUnit]) -> ShardResult:
+    result = generated.block(units[0].cache_index, units[-1].cache_index + 1)
+    return ShardResult(pseudo_label_table(units, result), [u.filename for u in units], [])
+
+
 def label_shard(context: LabelContext, units: list[VideoUnit]) -> ShardResult:
     start, stop = units[0].cache_index, units[-1].cache_index + 1
     if context.prefetch is not None:
@@ -951,6 +978,7 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
     layout = feature_layout(config.features, config.r2plus1d)
     videos, bad_rows = read_llp_videos(root)
     text = text_anchors_for(config, layout)  # before the read: prototype seeds only where needed
+    generator = load_labeller(config.generator, config.combine, layout) if config.generator else None  # refused before the read
     _warm_imports(refine=any(m not in text for m in MODALITIES))
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = out_dir / CACHE_FOLDER
@@ -969,7 +997,8 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
     baseline = background.submit(truth_and_baseline, root, read.units)
     try:
         model, fit_summary = fit_model(root, config, layout, read, progress, text)
-        prefetch = SimilarityPrefetch(model, read.cache, read.units, config.shard_videos) if config.workers <= 1 else None
+        generated = generator_labels(root, config, read, model, generator) if generator and config.combine != "similarity" else None
+        prefetch = SimilarityPrefetch(model, read.cache, read.units, config.shard_videos) if config.workers <= 1 and not generated else None
         early = None
         if prefetch is not None:
             early = prefetch.on_labelled = EarlyScores(baseline, prefetch, read.units, background)
@@ -979,7 +1008,7 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
                 out_dir,
                 load_schema(*SCHEMA),
                 read.units,
-                functools.partial(label_shard, context),
+                functools.partial(generated_shard, generated) if generated else functools.partial(label_shard, context),
                 command=command_line(),
                 parameters={**config.parameters(), "llp": str(root)},
                 shard_size=config.shard_videos,
@@ -1001,6 +1030,7 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
         "videos": {split: sum(1 for u in read.units if u.split == split) for split in ("train", "val", "test")},
         "scores": {split: {k: v for k, v in s.items() if k != "per_class_f1"} for split, s in scores.items()},
         **({"target": target_summary} if target_summary else {}),
+        **({"generator": generated.summary if generated else generator.describe()} if generator else {}),
     }
     manifest.write(out_dir)
     report = write_report(out_dir / REPORT_NAME, config, manifest, scores, matrices, target_summary)

@@ -169,3 +169,51 @@ def test_a_folder_that_is_not_a_label_directory_is_one_line(tmp_path):
         read_generator_data([tmp_path], tmp_path / "cache", progress=False)
     message, status = describe(caught.value)
     assert status == 2 and str(tmp_path) in message and "\n" not in message
+
+
+def test_llp_labelled_by_the_generator_then_the_parser_trains_on_it(chain, generator_run, tmp_path):
+    from mertk.shards.dataset import open_shards
+
+    checkpoint = generator_run / "checkpoints" / "generator.safetensors"
+    folders = {}
+    for combine in ("generator", "mean", "similarity"):
+        out = tmp_path / combine
+        result = CliRunner().invoke(app, ["migrate-labels", "--llp", str(chain["llp"]), "--out", str(out), "--generator", str(checkpoint), "--combine", combine])
+        assert result.exit_code == 0, result.output
+        folders[combine] = out / "avvp_pseudo"
+        dataset = open_shards(folders[combine], "avvp_pseudo_label")
+        assert dataset.manifest.parameters["generator"] == str(checkpoint) and dataset.manifest.parameters["combine"] == combine
+        summary = dataset.manifest.summary
+        assert summary["generator"]["combine"] == combine and summary["generator"]["trained_on"]["labels"][0]["corpus"] == str(chain["pre"])
+        assert set(summary["scores"]["test"]["pseudo"]["segment"]) == {"audio", "visual", "audio_visual", "type", "event"}
+        table = dataset.read(["filename", "labels", "scores"])
+        assert table.num_rows == 28 * 20
+    # similarity: today's labels, whatever the generator says; the generator's own labels differ from them
+    plain = tmp_path / "plain"
+    assert CliRunner().invoke(app, ["migrate-labels", "--llp", str(chain["llp"]), "--out", str(plain)]).exit_code == 0
+    read = lambda folder: open_shards(folder).read(["labels", "scores"]).to_pydict()  # noqa: E731
+    assert read(folders["similarity"]) == read(plain / "avvp_pseudo")
+    assert read(folders["generator"]) != read(plain / "avvp_pseudo")
+    # labels only inside the weak label, scores 0 outside it
+    weak = {line.split("\t")[0]: set(line.split("\t")[1].split(",")) for line in (chain["llp"] / "AVVP_train.csv").read_text().splitlines()[1:]}
+    rows = open_shards(folders["generator"]).read(["filename", "labels", "scores"]).to_pylist()
+    for row in rows:
+        if row["filename"] in weak:
+            assert set(row["labels"]) <= weak[row["filename"]]
+            assert all(score == 0 for name, score in zip(LLP_CLASSES, row["scores"]) if name not in weak[row["filename"]])
+    run = tmp_path / "parser"
+    result = CliRunner().invoke(app, ["train", "avvp", "--llp", str(chain["llp"]), "--labels", str(folders["mean"]), "--out", str(run),
+                                      "--epochs", "1", "--batch-size", "8", "--d-model", "16", "--device", "cpu", "--threads", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "metrics.json").read_text())["videos"]["train_with_pseudo_labels"] == 16
+
+
+def test_migrate_labels_refuses_a_generator_of_other_features_in_one_line(chain, generator_run, tmp_path):
+    from mertk.cli.failures import describe
+
+    result = CliRunner().invoke(app, ["migrate-labels", "--llp", str(chain["llp"]), "--out", str(tmp_path), "--features", "clip",
+                                      "--generator", str(generator_run / "checkpoints" / "generator.safetensors")])  # fmt: skip
+    line = result.output if result.exception is None or isinstance(result.exception, SystemExit) else describe(result.exception)[0]
+    assert result.exit_code == 2 or (result.exception is not None and describe(result.exception)[1] == 2)
+    assert "trained on han features" in " ".join(str(line).split()) and "this run uses clip features" in " ".join(str(line).split())
+    assert not list(tmp_path.glob("avvp_pseudo/*.parquet"))

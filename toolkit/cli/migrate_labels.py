@@ -24,6 +24,8 @@ def migrate_labels(
     fit_videos: int = typer.Option(2000, "--fit-videos", help="Videos (evenly spaced) that anchors and thresholds are fitted on; 0 = all."),
     no_r2plus1d: bool = typer.Option(False, "--no-r2plus1d", help="HAN visual = res152 only (default: res152 + r2plus1d_18)."),
     workers: int = typer.Option(1, "--workers", help="Processes for the labelling pass."),
+    generator: Optional[Path] = typer.Option(None, "--generator", help="Checkpoint of `mertk train generator`: label with its segment probabilities within each weak label."),
+    combine: str = typer.Option("generator", "--combine", help="With --generator: generator (its probabilities), similarity (today's scores) or mean (of both)."),
 ) -> None:
     """Migrate LLP's video-level labels to (segment, modality) pseudo-labels; report their quality.
 
@@ -48,6 +50,8 @@ def migrate_labels(
         vocabulary=str(vocabulary) if vocabulary else None,
         neighbours=neighbours,
         workers=workers,
+        generator=str(generator) if generator else None,
+        combine=combine,
     )
     try:
         result = run(llp, out, config)

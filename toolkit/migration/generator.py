@@ -163,3 +163,17 @@ def label_with_generator(
 
 __all__ = ["COMBINE_RULES", "GeneratorLabeller", "GeneratorLabels", "load_labeller", "label_with_generator",
            "combined_evidence", "evidence_thresholds", "label_from_evidence", "generator_probabilities"]
+
+
+def dense_rows(val: tuple[np.ndarray, Any] | None, videos: int) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
+    """{modality: (videos, 25, 10)} dense labels of the val rows (zeros elsewhere) and the val row mask,
+    from (row mask, DenseLabels of the val rows in order); (None, None) without val truth."""
+    if val is None:
+        return None, None
+    mask, dense = val
+    truth = {}
+    for modality, matrix in (("audio", dense.audio_v_c_t), ("visual", dense.visual_v_c_t)):
+        full = np.zeros((videos, *matrix.shape[1:]), dtype=bool)
+        full[mask] = matrix
+        truth[modality] = full
+    return truth, mask
