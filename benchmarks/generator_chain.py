@@ -38,6 +38,19 @@ def row(name: str, scores: dict) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def row_spread(name: str, runs: list[dict]) -> str:
+    """Mean ± sd over runs of the 10 numbers."""
+    import statistics
+
+    cells = []
+    for level in ("segment", "event"):
+        for key in KEYS:
+            values = [run[level][key] for run in runs]
+            spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+            cells.append(f"{statistics.mean(values):.1f}{spread}")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
 def selection(scores: dict) -> float:
     """What picks the labels the parser trains on: the val mean of segment Type@AV and Event@AV."""
     return (scores["val"]["pseudo"]["segment"]["type"] + scores["val"]["pseudo"]["segment"]["event"]) / 2
@@ -50,6 +63,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=3600, help="pre-training corpus size (>= 10x the sample LLP's 320)")
     parser.add_argument("--seeds", default="0", help="comma-separated generator seeds (figures are their mean)")
     parser.add_argument("--threads", default="1")
+    parser.add_argument("--parser-seeds", default="0", help="comma-separated parser seeds (figures: mean ± sd)")
+    parser.add_argument("--parser-epochs", default="30")
     parser.add_argument("--source", type=Path, help="folder of the real LLP CSVs, for mertk versions that do not ship them")
     arguments = parser.parse_args()
     work, llp = arguments.work, arguments.llp
@@ -88,26 +103,27 @@ def main() -> None:
                 labellings.setdefault(key, []).append(scores_of(out / "avvp_pseudo"))
                 folders.setdefault(key, []).append(out / "avvp_pseudo")
 
-    def mean(runs: list[dict], split: str, which: str) -> dict:
-        return {level: {k: sum(r[split][which][level][k] for r in runs) / len(runs) for k in KEYS} for level in ("segment", "event")}
-
-    print(f"\nsample LLP test split ({naive['test']['videos']} videos), pseudo-labels against the planted truth; generator figures: mean over seeds {seeds}\n")
+    print(f"\nsample LLP test split ({naive['test']['videos']} videos), pseudo-labels against the planted truth; generator figures: mean ± sd over generator seeds {seeds}\n")
     print("| labels | seg audio | seg visual | seg AV | seg Type@AV | seg Event@AV | event audio | event visual | event AV | event Type@AV | event Event@AV |")
     print("|---|" + "---|" * 10)
     print(row("naive (weak label on every segment)", naive["test"]["naive"]))
     for name, runs in labellings.items():
-        print(row(name, mean(runs, "test", "pseudo")))
+        print(row_spread(name, [r["test"]["pseudo"] for r in runs]))
     best = max(labellings, key=lambda name: sum(selection(r) for r in labellings[name]) / len(labellings[name]))
     print(f"\nbest on val (mean of segment Type@AV and Event@AV): {best}")
+    print(f"\nparser (`train avvp`, {arguments.parser_epochs} epochs), test split, mean ± sd over seeds {arguments.parser_seeds}:")
     print("\n| parser trained on | seg audio | seg visual | seg AV | seg Type@AV | seg Event@AV | event audio | event visual | event AV | event Type@AV | event Event@AV |")
     print("|---|" + "---|" * 10)
     direct = "direct migration (similarity)"
     for name in dict.fromkeys([best, direct]):  # the best labels, and direct migration to compare with
         labels = work / "direct" / "avvp_pseudo" if name == direct else folders[name][0]
-        run = work / f"parser-{labels.parent.name}"
-        mertk("train", "avvp", "--llp", str(llp), "--labels", str(labels), "--out", str(run), "--cache-dir", str(work / "cache"),
-              *torch_options, done=run / "metrics.json")  # fmt: skip
-        print(row(f"{name} (best epoch {json.loads((run / 'metrics.json').read_text())['best_epoch']})", json.loads((run / "metrics.json").read_text())["test"]))
+        results = []
+        for seed in arguments.parser_seeds.split(","):
+            run = work / f"parser-{labels.parent.name}-{arguments.parser_epochs}-{seed}"
+            mertk("train", "avvp", "--llp", str(llp), "--labels", str(labels), "--out", str(run), "--cache-dir", str(work / "cache"),
+                  "--epochs", arguments.parser_epochs, "--seed", seed, *torch_options, done=run / "metrics.json")  # fmt: skip
+            results.append(json.loads((run / "metrics.json").read_text())["test"])
+        print(row_spread(name, results))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ videos' labels (generator probability >= 0.5 within the weak label).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -177,7 +177,8 @@ def _held_out_figures(data: GeneratorData, rows: np.ndarray, probabilities: np.n
     figures: dict[str, Any] = {"videos": int(len(rows))}
     migrated = data.hard_v_m_t_c[rows] > 0
     figures["segment_f1_vs_migrated"] = {m: _micro_f1(predicted[:, i], migrated[:, i]) for i, m in enumerate(MODALITIES)}
-    figures["truth"] = _truth_scores(data, rows, within if data.has_weak_v[rows].all() else predicted)
+    has_weak = data.has_weak_v[rows][:, None, None, None]
+    figures["truth"] = _truth_scores(data, rows, np.where(has_weak, within, predicted))
     return figures
 
 

@@ -85,7 +85,7 @@ def _corpus_of(parameters: dict, manifest_path: Path) -> Path:
     return path
 
 
-def _label_arrays(table) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
+def _label_arrays(table) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Videos (first-seen order), their splits, and (videos, 2, 10, 25) hard and soft labels; vectorised."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -107,7 +107,7 @@ def _label_arrays(table) -> tuple[list[str], list[str], np.ndarray, np.ndarray, 
     hard[video[parents], modality[parents], segment[parents], classes] = 1.0
     split_of = np.empty(n, dtype=object)
     split_of[video] = splits
-    return unique.to_pylist(), list(split_of), hard, soft, splits
+    return unique.to_pylist(), list(split_of), hard, soft
 
 
 def _evaluation_videos(llp: Path) -> set[str]:
@@ -172,7 +172,7 @@ def read_generator_data(label_dirs: Sequence[Path | str], cache_dir: Path | str,
         feature_choice = choice
         corpus = _corpus_of(parameters, dataset.manifest_path)
         table = dataset.read(["filename", "video_id", "split", "modality", "segment", "labels", "scores"])
-        filenames, splits, hard, soft, _ = _label_arrays(table)
+        filenames, splits, hard, soft = _label_arrays(table)
         video_ids = dict(zip(table.column("filename").to_pylist(), table.column("video_id").to_pylist()))
         weak = _weak_labels(corpus)
         keep = []
