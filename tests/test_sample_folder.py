@@ -9,8 +9,8 @@ OWNED = ("frames", "sheet.xlsx")
 
 
 def test_an_empty_or_new_folder_is_used(tmp_path):
-    assert prepare_sample_folder(tmp_path / "new", OWNED, "test").is_dir()
-    assert prepare_sample_folder(tmp_path, OWNED, "test") == tmp_path
+    assert prepare_sample_folder(tmp_path / "new" / "deeper", OWNED, "test").is_dir()
+    assert prepare_sample_folder(tmp_path / "new" / "deeper", OWNED, "test") == tmp_path / "new" / "deeper"
 
 
 def test_a_folder_with_other_content_is_refused_untouched(tmp_path):
