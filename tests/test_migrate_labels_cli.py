@@ -12,9 +12,12 @@ from typer.testing import CliRunner
 
 import mertk.pipelines.label_migration as label_migration
 from mertk.cli.app import app
-from mertk.pipelines.label_migration import MigrationConfig, migrate_labels
+from mertk.migration.config import MigrationConfig, VideoUnit
+from mertk.migration.evaluate import dense_truth
+from mertk.pipelines.label_migration import migrate_labels
 from mertk.sample_data.llp import make_sample_llp
 from mertk.shards.dataset import read_shards
+from tests.conftest import invoke_mertk
 
 runner = CliRunner()
 
@@ -27,11 +30,11 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def run_cli(*args: str):
-    return runner.invoke(app, ["migrate-labels", *args])
+    return invoke_mertk("migrate-labels", *args)
 
 
-def manifest(out: Path, *parts: str) -> dict:
-    return json.loads((out.joinpath("avvp_pseudo", *parts) / "_manifest.json").read_text())
+def manifest(out: Path, folder: str = "avvp_pseudo") -> dict:
+    return json.loads((out / folder / "_manifest.json").read_text())
 
 
 def gains(data: dict, split: str) -> dict[str, float]:
@@ -183,11 +186,11 @@ def test_target_corpus_recovers_planted_labels_better_than_chance(corpus: Path, 
     vocabulary.write_text(json.dumps({"Cat": None}))
     result = run_cli("--llp", str(corpus), "--out", str(tmp_path / "out"), "--target", str(target), "--vocabulary", str(vocabulary))
     assert result.exit_code == 0, result.output
-    data = manifest(tmp_path / "out", "target")
+    data = manifest(tmp_path / "out", "avvp_target")
     assert data["inputs_written"] == 16 and data["rows_written"] == 320
     knn, chance = data["summary"]["knn"]["segment"], data["summary"]["chance"]["segment"]
     assert knn["type"] > chance["type"] + 20, (knn, chance)
-    table = read_shards(tmp_path / "out" / "avvp_pseudo" / "target")
+    table = read_shards(tmp_path / "out" / "avvp_target")
     assert set(table.column("split").to_pylist()) == {"target"}
     assert "Cat" not in {label for labels in table.column("labels").to_pylist() for label in labels}
     assert runner.invoke(app, ["validate", str(tmp_path / "out")]).exit_code == 0
@@ -209,7 +212,8 @@ def test_sample_corpus_gains_at_least_ten_points(tmp_path_factory, features: str
 
 
 def test_fit_sample_is_even_and_keeps_val_when_calibrating():
-    from mertk.pipelines.label_migration import VideoUnit, fit_sample
+    from mertk.migration.config import VideoUnit
+    from mertk.migration.fit import fit_sample
 
     units = [VideoUnit(i, f"v{i:010d}_0_10", f"v{i:010d}", "val" if i % 7 == 0 else "train", (0,)) for i in range(100)]
     assert list(fit_sample(units, 0, "none")) == list(range(100))
@@ -242,7 +246,7 @@ def test_dense_truth_read_once_equals_each_split_read_alone(corpus: Path, tmp_pa
         for name in ("ground_truth_audio.csv", "ground_truth_visual.csv"):
             (root / name).unlink()
     videos, _ = read_llp_videos(root)
-    units = [label_migration.VideoUnit(i, v.filename, v.video_id, v.split, v.label_indices) for i, v in enumerate(videos)]
+    units = [VideoUnit(i, v.filename, v.video_id, v.split, v.label_indices) for i, v in enumerate(videos)]
     by_split = {split: [u.filename for u in units if u.split == split] for split in ("train", "val", "test")}
     files = {m: root / (f"ground_truth_{m}.csv" if truth == "ground_truth" else f"AVVP_eval_{m}.csv") for m in ("audio", "visual")}
     # Defects of every kind, for videos of each split (val and test carry eval rows in both layouts).
@@ -256,7 +260,7 @@ def test_dense_truth_read_once_equals_each_split_read_alone(corpus: Path, tmp_pa
     with open(files["visual"], "a", encoding="utf-8") as handle:
         handle.write("\n".join(extra[1::2]) + "\n")
 
-    once = label_migration.dense_truth(root, units)
+    once = dense_truth(root, units)
     assert set(once) == ({"train", "val", "test"} if truth == "ground_truth" else {"val", "test"})
     for split, (rows, dense, _) in once.items():
         others = [u.filename for u in units if u.split != split]

@@ -67,6 +67,11 @@ DENSE_LABEL_FILES: dict[str, str] = {
     "audio": "AVVP_eval_audio.csv",
     "visual": "AVVP_eval_visual.csv",
 }
+# The full dense truth of a generated corpus (mertk sample-data llp), every split, in the eval layout.
+GROUND_TRUTH_FILES: dict[str, str] = {
+    "audio": "ground_truth_audio.csv",
+    "visual": "ground_truth_visual.csv",
+}
 WEAK_HEADER = ("filename", "event_labels")
 DENSE_HEADER = ("filename", "onset", "offset", "event_labels")
 

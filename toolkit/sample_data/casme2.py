@@ -56,12 +56,13 @@ import numpy as np
 
 from mertk.au.facs import AU_TABLE, SIDES, AuLabel, format_au_labels, parse_au_string, region_box
 from mertk.face.landmarks import find_face, to_gray
+from mertk.sample_data.common import SAMPLE_INFO_NAME, SampleDataError
 
 SHEET_NAME = "CASME2-coding-20140508.xlsx"
 FRAMES_FOLDER = "CASME2_RAW_selected"
 GROUND_TRUTH_NAME = "ground_truth.parquet"
 GROUND_TRUTH_FLOW_FOLDER = "ground_truth_flow"
-INFO_NAME = "mertk_sample.json"
+INFO_NAME = SAMPLE_INFO_NAME
 # Real column order; None = an empty-header column (pandas: "Unnamed: 2", "Unnamed: 6").
 SHEET_COLUMNS = (
     "Subject",
@@ -106,10 +107,6 @@ EXTRA_AU_CANDIDATES = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
 
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FIXED_DOC_TIME = "2014-05-08T00:00:00Z"
-
-
-class SampleDataError(RuntimeError):
-    """The corpus cannot be generated with these parameters."""
 
 
 @dataclass(frozen=True)
