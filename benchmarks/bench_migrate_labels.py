@@ -1,12 +1,15 @@
 """Time `mertk migrate-labels` against just reading the same feature files once, and its peak memory.
 
 Usage: python benchmarks/bench_migrate_labels.py [--videos N | --full] [--features han|clip]
-                                                 [--cache-dir DIR] [--workers N]
+                                                 [--cache-dir DIR] [--workers N] [--repeat N]
 The corpus is made by `mertk sample-data llp --videos N` into ~/.cache/mertk/ (kept and reused:
 --full, i.e. 11,849 videos in the real shapes, takes about 8 GB of disk). Default: 2,000 videos.
 Both the plain read and the migration run in fresh subprocesses, after one warm-up read, so the
 page cache is in the same state for both. Prints wall time, the ratio to the plain read (goal
 <= 1.5) and the migration's peak resident memory (goal < 2 GB), plus the pseudo-label quality.
+Then the same migration with glibc's default malloc thresholds (mertk.execution.memory's
+`freed_memory_kept` replaced by a no-op), alternating with the default run `--repeat` times, so
+that the setting's gain is measured in the same conditions.
 """
 from __future__ import annotations
 
@@ -35,8 +38,12 @@ print(total)
 """
 
 MIGRATE = """
-import sys, json
-from mertk.pipelines.label_migration import MigrationConfig, migrate_labels
+import sys, json, contextlib
+import mertk.pipelines.label_migration as pipeline
+from mertk.migration.config import MigrationConfig
+from mertk.pipelines.label_migration import migrate_labels
+if sys.argv[6] == "default-malloc":
+    pipeline.freed_memory_kept = contextlib.nullcontext
 config = MigrationConfig(features=sys.argv[3], workers=int(sys.argv[4]),
                          text_anchors=sys.argv[5] or None)
 result = migrate_labels(sys.argv[1], sys.argv[2], config, progress=False)
@@ -80,6 +87,7 @@ def main() -> None:
     # Outside the checkout: a 9 GB corpus under the repository would be swept up by copies of it.
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "mertk" / "bench_migrate_labels")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs with and without the malloc setting")
     args = parser.parse_args()
     videos = LLP_SCALE if args.full else args.videos
 
@@ -90,7 +98,7 @@ def main() -> None:
 
     run_child(READ_ONCE, str(corpus), args.features)  # warm-up: same page-cache state for both
     read_seconds, _, _ = run_child(READ_ONCE, str(corpus), args.features)
-    migrate_seconds, peak_bytes, stdout = run_child(MIGRATE, str(corpus), str(out), args.features, str(args.workers), anchors)
+    migrate_seconds, peak_bytes, stdout = run_child(MIGRATE, str(corpus), str(out), args.features, str(args.workers), anchors, "kept")
     feature_bytes = sum(p.stat().st_size for folder in ("feats", "CLIP", "CLAP") for p in (corpus / folder).rglob("*.npy")) if videos <= 3000 else None
 
     print(f"corpus: {videos} videos ({args.features} features) in {corpus}")
@@ -107,6 +115,18 @@ def main() -> None:
             f"visual {pseudo['visual']:.1f} ({naive['visual']:.1f}), Type@AV {pseudo['type']:.1f} ({naive['type']:.1f})"
         )
     shutil.rmtree(out, ignore_errors=True)
+
+    timings: dict[str, list[float]] = {"kept": [], "default-malloc": []}
+    for _ in range(args.repeat):
+        for mode in timings:
+            seconds, _, _ = run_child(MIGRATE, str(corpus), str(out), args.features, str(args.workers), anchors, mode)
+            timings[mode].append(seconds)
+            shutil.rmtree(out, ignore_errors=True)
+    kept, default = min(timings["kept"]), min(timings["default-malloc"])
+    print(
+        f"glibc malloc thresholds raised (freed_memory_kept): best of {args.repeat} {kept:.2f} s; "
+        f"glibc defaults: {default:.2f} s (ratio {default / kept:.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +291,52 @@ def test_splits_scored_while_labelling_equal_the_scores_computed_at_the_end(corp
     # As JSON: per-class F1 of a class absent from a split is NaN, which never equals itself.
     assert json.dumps(with_early.scores, sort_keys=True) == json.dumps(at_end.scores, sort_keys=True)
     assert manifest(tmp_path / "early")["summary"] == manifest(tmp_path / "end")["summary"]
+
+
+def run_mertk_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m mertk ARGS` in a fresh process, as a user runs it (the real failure handler)."""
+    return subprocess.run([sys.executable, "-m", "mertk", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_damaged_state_file_is_one_line_and_the_shard_is_redone(corpus: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert run_cli("--llp", str(corpus), "--out", str(out)).exit_code == 0
+    whole = digests(out / "avvp_pseudo")
+    (state,) = sorted((out / "avvp_pseudo" / "_state").glob("*.json"))
+    for damage in ('{"fingerprint": ', json.dumps({"sha256": "x"})):  # truncated; valid JSON but not what a run writes
+        state.write_text(damage)
+        done = run_mertk_process("migrate-labels", "--llp", str(corpus), "--out", str(out), cwd=tmp_path)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        lines = [line for line in done.stderr.splitlines() if str(state) in line]
+        assert len(lines) == 1 and "damaged state file" in lines[0], done.stderr
+        assert digests(out / "avvp_pseudo") == whole
+        assert json.loads(state.read_text())["sha256"] != "x"  # rewritten
+
+
+def test_unwritable_out_is_one_line(corpus: Path, tmp_path: Path, monkeypatch):
+    """In process: the output folder refuses the write (a read-only disk, or permissions)."""
+    original = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if "readonly" in str(self):
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path / "readonly"))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == f"error: {tmp_path / 'readonly' / 'avvp_pseudo'}: permission denied (is the output folder writable?)"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="file permissions do not stop root (or non-POSIX systems)")
+def test_read_only_out_through_the_command_is_one_line(corpus: Path, tmp_path: Path):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        done = run_mertk_process("migrate-labels", "--llp", str(corpus), "--out", str(out), cwd=tmp_path)
+    finally:
+        out.chmod(0o755)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "permission denied" in errors[0] and str(out) in errors[0]
