@@ -34,7 +34,7 @@ from mertk.migration.evaluate import evaluate_splits, score_split, score_target,
 from mertk.migration.fit import fit_model, text_anchors_for
 from mertk.migration.label import KeptLabels, LabelContext, arrow_numbers, arrow_strings, label_shard, label_videos
 from mertk.migration.migrate import MigrationModel
-from mertk.migration.read import ReadPass, read_corpus, row_rejections, target_videos
+from mertk.migration.read import ReadPass, read_corpus, target_videos
 from mertk.migration.transfer import read_vocabulary, transfer_context, transfer_shard
 from mertk.shards.layout import REPORT_NAME, STATE_DIR
 from mertk.shards.manifest import command_line
@@ -62,17 +62,17 @@ def _migrate_labels(root: Path, out: Path, config: MigrationConfig, progress: bo
     config.check()
     out_dir = out / OUTPUT_FOLDER
     layout = feature_layout(config.features, config.r2plus1d)
-    videos, bad_rows = read_llp_videos(root)
+    listing = read_llp_videos(root)
     text = text_anchors_for(config, layout)  # before the read: prototype seeds only where needed
     refine = any(m not in text for m in MODALITIES)
     warm_imports((*LATER_MODULES, "scipy.sparse") if refine else LATER_MODULES, then=_warm_arrow_kernels)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = out_dir / CACHE_FOLDER
     read = read_corpus(
-        root, videos, layout, cache_dir, config.centre, progress, "migrate-labels",
+        root, listing.videos, layout, cache_dir, config.centre, progress, "migrate-labels",
         seed_modalities=[m for m in MODALITIES if m not in text],
     )
-    pre = row_rejections(bad_rows) + read.rejections
+    pre = listing.rejections + read.rejections
     if not read.units:
         read.cache.remove()
         first = read.rejections[0].reason if read.rejections else "no videos listed"
@@ -131,9 +131,9 @@ def run_target(
     """k-NN migration of the bank's (`read`, `model`) labels to `config.target`, written to `target_out`."""
     target_root = Path(config.target)
     mapping_c_c = read_vocabulary(config.vocabulary)
-    videos, bad_rows = target_videos(target_root, layout)
-    target_read = read_corpus(target_root, videos, layout, target_out / CACHE_FOLDER, config.centre, progress, "target")
-    pre = row_rejections(bad_rows) + target_read.rejections
+    listing = target_videos(target_root, layout)
+    target_read = read_corpus(target_root, listing.videos, layout, target_out / CACHE_FOLDER, config.centre, progress, "target")
+    pre = listing.rejections + target_read.rejections
     if not target_read.units:
         raise MigrationError(f"{target_root}: no target video has usable {layout.name} features")
     try:

@@ -248,7 +248,7 @@ def test_dense_truth_read_once_equals_each_split_read_alone(corpus: Path, tmp_pa
     if truth == "eval":
         for name in ("ground_truth_audio.csv", "ground_truth_visual.csv"):
             (root / name).unlink()
-    videos, _ = read_llp_videos(root)
+    videos = read_llp_videos(root).videos
     units = [VideoUnit(i, v.filename, v.video_id, v.split, v.label_indices) for i, v in enumerate(videos)]
     by_split = {split: [u.filename for u in units if u.split == split] for split in ("train", "val", "test")}
     files = {m: root / (f"ground_truth_{m}.csv" if truth == "ground_truth" else f"AVVP_eval_{m}.csv") for m in ("audio", "visual")}

@@ -89,7 +89,8 @@ def test_each_broken_file_names_the_file(tmp_path: Path, case: str, reason: str)
 
 def test_reads_the_real_csvs_as_they_are():
     with annotation_source(None) as real_llp:  # the real files, as the package ships them
-        videos, bad = read_llp_videos(real_llp)
+        listing = read_llp_videos(real_llp)
+    videos, bad = listing.videos, listing.rejections
     assert len(videos) == 11849 and bad == []
     assert {v.split for v in videos} == {"train", "val", "test"}
     first = videos[0]
@@ -99,7 +100,8 @@ def test_reads_the_real_csvs_as_they_are():
 def test_duplicate_and_bad_rows_are_returned_not_raised(tmp_path: Path):
     (tmp_path / "AVVP_train.csv").write_text("filename\tevent_labels\nBjCEufrlXm4_20_30\tSpeech,Dog\nxxxxxxxxxxx_0_10\tNotAClass\n")
     (tmp_path / "AVVP_val_pd.csv").write_text("filename\tevent_labels\nBjCEufrlXm4_20_30\tSpeech\n")
-    videos, bad = read_llp_videos(tmp_path)
+    listing = read_llp_videos(tmp_path)
+    videos, bad = listing.videos, listing.rejections
     assert [v.filename for v in videos] == ["BjCEufrlXm4_20_30"]
     reasons = " | ".join(row.reason for row in bad)
     assert "NotAClass" in reasons and "already listed in split train" in reasons

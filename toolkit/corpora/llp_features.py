@@ -27,6 +27,7 @@ from mertk.corpora.llp_annotations import (
     llp_annotation_files,
     read_weak_labels,
 )
+from mertk.shards.manifest import Rejection
 
 FEATURE_SETS = ("han", "clip")
 SPLITS = ("train", "val", "test")
@@ -166,11 +167,21 @@ def read_segment_embeddings(root: Path | str, video_id: str, layout: FeatureLayo
     )
 
 
-def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> tuple[list[WeakLabel], list[BadRow]]:
-    """The videos of the weak-label CSVs of `splits` under `root`, in file order, and bad rows.
+@dataclass(frozen=True)
+class LlpListing:
+    """What the LLP reader returns, like every corpus reader: usable videos in file order, and the
+    annotation rows it could not use, each a rejection naming the file, the line and the reason."""
 
-    A video listed in more than one split is kept in the first and its later rows are returned
-    as bad rows. Raises LlpAnnotationError when none of the split files exists.
+    root: Path
+    videos: list[WeakLabel]
+    rejections: list[Rejection]
+
+
+def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> LlpListing:
+    """The videos of the weak-label CSVs of `splits` under `root`, in file order, and rejected rows.
+
+    A video listed in more than one split is kept in the first and its later rows are rejected.
+    Raises LlpAnnotationError when none of the split files exists.
     """
     files = llp_annotation_files(root)
     present = [split for split in splits if split in files]
@@ -188,7 +199,7 @@ def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> tuple
                 continue
             seen[record.filename] = split
             videos.append(record)
-    return videos, bad
+    return LlpListing(Path(root), videos, [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad])
 
 
 def npy_header(rows: int, dim: int) -> bytes:

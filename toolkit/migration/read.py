@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS, BadRow, LlpAnnotationError, WeakLabel
-from mertk.corpora.llp_features import FeatureLayout, read_llp_videos
+from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS, LlpAnnotationError, WeakLabel
+from mertk.corpora.llp_features import FeatureLayout, LlpListing, read_llp_videos
 from mertk.execution.blocks import BlockReader, read_blocks_ahead
 from mertk.execution.prefetch import BackgroundWriter
 from mertk.migration.anchors import PrototypeSeeds
@@ -33,11 +33,6 @@ class ReadPass:
     stats: dict[str, ModalityStats]
     seeds: dict[str, PrototypeSeeds]
     cache: SegmentCache
-
-
-def row_rejections(bad_rows: Sequence[BadRow]) -> list[Rejection]:
-    """Annotation rows that could not be read, as manifest rejections."""
-    return [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad_rows]
 
 
 def read_corpus(
@@ -97,14 +92,14 @@ def read_corpus(
     return ReadPass(units, rejections, stats, seeds, cache)
 
 
-def target_videos(root: Path, layout: FeatureLayout) -> tuple[list[WeakLabel], list[BadRow]]:
-    """The target corpus' videos: from its weak-label CSVs if it has any, else from its feature files."""
+def target_videos(root: Path, layout: FeatureLayout) -> LlpListing:
+    """The target corpus' videos (split "target"): from its weak-label CSVs if it has any, else from its feature files."""
     try:
-        videos, bad = read_llp_videos(root)
-        return [WeakLabel(v.filename, v.video_id, "target", v.labels) for v in videos], bad
+        listing = read_llp_videos(root)
+        return LlpListing(listing.root, [WeakLabel(v.filename, v.video_id, "target", v.labels) for v in listing.videos], listing.rejections)
     except LlpAnnotationError:  # no CSVs: a feature-only corpus (pre-training data)
         folder = root / layout.audio[0].folder
         if not folder.is_dir():
             raise MigrationError(f"{root}: neither LLP CSVs nor a {layout.audio[0].folder} folder found") from None
         ids = sorted(path.stem for path in folder.glob("*.npy"))
-        return [WeakLabel(f"{video_id}_0_10", video_id, "target", ()) for video_id in ids], []
+        return LlpListing(root, [WeakLabel(f"{video_id}_0_10", video_id, "target", ()) for video_id in ids], [])

@@ -56,8 +56,8 @@ def print_score_table(scores: dict[str, Any], target: dict[str, Any] | None) -> 
         console.print("no split with dense labels: no quality table (the eval CSVs or ground_truth_*.csv are needed)")
 
 
-# Figures are drawn with OpenCV on numpy canvases: importing and rendering matplotlib took a few
-# seconds per run, a fixed cost as large as labelling a small corpus.
+# Figures are drawn with OpenCV on numpy canvases: importing and rendering matplotlib is a fixed
+# cost per run as large as labelling a small corpus.
 _WHITE, _BLACK, _GREY, _LIGHT = (255, 255, 255), (40, 40, 40), (187, 187, 187), (225, 225, 225)
 _BLUE, _GREEN = (175, 117, 59), (44, 160, 44)  # BGR
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
