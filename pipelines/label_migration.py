@@ -29,20 +29,17 @@ from mertk.execution.memory import blas_single_threaded, freed_memory_kept
 from mertk.execution.prefetch import EarlyResults, RangePrefetch
 from mertk.execution.sharded import run_sharded
 from mertk.execution.warmup import warm_imports
-from mertk.migration.config import MigrationConfig, MigrationError, MigrationResult
+from mertk.migration.config import CACHE_FOLDER, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig, MigrationError, MigrationResult
 from mertk.migration.evaluate import evaluate_splits, score_split, score_target, truth_and_baseline
 from mertk.migration.fit import fit_model, text_anchors_for
 from mertk.migration.label import KeptLabels, LabelContext, arrow_numbers, arrow_strings, label_shard, label_videos
 from mertk.migration.migrate import MigrationModel
 from mertk.migration.read import ReadPass, read_corpus, target_videos
 from mertk.migration.transfer import read_vocabulary, transfer_context, transfer_shard
-from mertk.shards.layout import REPORT_NAME, STATE_DIR
+from mertk.shards.layout import REPORT_NAME
 from mertk.shards.manifest import command_line
 from mertk.shards.schema import load_schema
 
-OUTPUT_FOLDER = "avvp_pseudo"
-TARGET_FOLDER = "avvp_target"  # beside OUTPUT_FOLDER: a reader of one folder meets one schema
-CACHE_FOLDER = f"{STATE_DIR}/segments"
 SCHEMA = ("avvp_pseudo_label", 1)
 PREFETCH_SHARDS = 2  # shards labelled ahead of the runner, in threads (in-process labelling only)
 LATER_MODULES = ("pyarrow.compute", "pyarrow.parquet", "mertk.metrics.avvp", "mertk.migration.report", "cv2", "rich.table")

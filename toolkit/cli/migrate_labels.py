@@ -8,9 +8,8 @@ import typer
 
 from mertk.console import console
 from mertk.corpora.llp_features import FEATURE_SETS
-from mertk.migration.config import CALIBRATIONS, MigrationConfig
+from mertk.migration.config import CALIBRATIONS, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig
 from mertk.migration.thresholds import THRESHOLD_RULES
-from mertk.pipelines.label_migration import OUTPUT_FOLDER, TARGET_FOLDER, migrate_labels as run
 
 DEFAULTS = MigrationConfig()
 
@@ -37,6 +36,8 @@ def migrate_labels(
     on every split with dense labels). Example: `mertk migrate-labels --llp sample_data/llp --out out`
     then `mertk validate out/avvp_pseudo`.
     """
+    from mertk.pipelines.label_migration import migrate_labels as run  # the heavy imports, once a run starts
+
     config = MigrationConfig(
         features=features,
         r2plus1d=not no_r2plus1d,

@@ -27,7 +27,6 @@ from mertk.corpora.llp_annotations import (
     llp_annotation_files,
     read_weak_labels,
 )
-from mertk.shards.manifest import Rejection
 
 FEATURE_SETS = ("han", "clip")
 SPLITS = ("train", "val", "test")
@@ -174,7 +173,7 @@ class LlpListing:
 
     root: Path
     videos: list[WeakLabel]
-    rejections: list[Rejection]
+    rejections: list["Rejection"]  # mertk.shards.manifest.Rejection
 
 
 def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> LlpListing:
@@ -183,6 +182,8 @@ def read_llp_videos(root: Path | str, splits: tuple[str, ...] = SPLITS) -> LlpLi
     A video listed in more than one split is kept in the first and its later rows are rejected.
     Raises LlpAnnotationError when none of the split files exists.
     """
+    from mertk.shards.manifest import Rejection  # here: pyarrow stays out of the CLI's start-up
+
     files = llp_annotation_files(root)
     present = [split for split in splits if split in files]
     if not present:

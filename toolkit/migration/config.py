@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -13,8 +13,14 @@ from mertk.corpora.llp_features import FEATURE_SETS
 from mertk.errors import InputError
 from mertk.migration.migrate import DEFAULT_TEMPERATURE
 from mertk.migration.thresholds import THRESHOLD_RULES
-from mertk.shards.manifest import Manifest
+from mertk.shards.layout import STATE_DIR
 
+if TYPE_CHECKING:
+    from mertk.shards.manifest import Manifest
+
+OUTPUT_FOLDER = "avvp_pseudo"  # OUT/avvp_pseudo/: the pseudo-label shards, manifest and report
+TARGET_FOLDER = "avvp_target"  # beside OUTPUT_FOLDER: a reader of one folder meets one schema
+CACHE_FOLDER = f"{STATE_DIR}/segments"  # inside each output folder, removed at the end of the run
 CALIBRATIONS = ("none", "val")  # label-free thresholds, or fitted on the val dense labels
 
 
