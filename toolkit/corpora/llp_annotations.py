@@ -24,6 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mertk.errors import InputError
+
 LLP_CLASSES: tuple[str, ...] = (
     "Speech",
     "Car",
@@ -76,7 +78,7 @@ WEAK_HEADER = ("filename", "event_labels")
 DENSE_HEADER = ("filename", "onset", "offset", "event_labels")
 
 
-class LlpAnnotationError(ValueError):
+class LlpAnnotationError(InputError):
     """An LLP annotation file is missing or malformed; the message names the file and line."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mertk.errors import InputError
 from mertk.corpora.llp_annotations import (
     NUM_SEGMENTS,
     BadRow,
@@ -32,7 +33,7 @@ FEATURE_SETS = ("han", "clip")
 SPLITS = ("train", "val", "test")
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(InputError):
     """One feature file cannot be used; `file` is its path, `reason` what is wrong."""
 
     def __init__(self, file: Path | str, reason: str):
