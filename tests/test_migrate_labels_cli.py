@@ -137,6 +137,11 @@ def test_nothing_usable_is_a_clear_error(tmp_path: Path):
     assert run_cli("--llp", str(tmp_path), "--features", "vgg").exit_code == 2
     assert run_cli("--llp", str(tmp_path), "--calibrate", "test").exit_code == 2
     assert run_cli("--llp", str(tmp_path), "--threshold-rule", "median").exit_code == 2
+    for option, value in (("--workers", "0"), ("--neighbours", "0"), ("--refine", "-1"), ("--fit-videos", "-5")):
+        refused = run_cli("--llp", str(tmp_path), option, value)
+        assert refused.exit_code == 2 and option in refused.output, (option, refused.output)
+    sample = invoke_mertk("sample-data", "llp", "--out", str(tmp_path / "s"), "--videos", "0")
+    assert sample.exit_code == 2 and "--videos" in sample.output and not (tmp_path / "s").exists()
 
 
 def digests(folder: Path) -> dict[str, str]:
