@@ -117,6 +117,8 @@ def main() -> None:
         )
     shutil.rmtree(out, ignore_errors=True)
 
+    if args.repeat < 1:
+        return
     timings: dict[str, list[float]] = {"kept": [], "default-malloc": []}
     for repeat in range(args.repeat):
         # the order alternates: the second of two back-to-back runs is often the slower one
