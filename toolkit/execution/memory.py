@@ -7,8 +7,8 @@
   back to the system at once, so the next block of the same size faults in fresh pages that the
   kernel zeroes; raising its mmap and trim thresholds keeps them in the heap for reuse. At the
   end the thresholds go back to glibc's defaults and the unused heap is trimmed. Elsewhere than
-  glibc it does nothing. Kept because benchmarks/bench_migrate_labels.py measures the gain (the
-  README has the figures).
+  glibc it does nothing. Kept because benchmarks/bench_migrate_labels.py measures a gain at LLP
+  scale against glibc's defaults in the same run (figures in the README).
 """
 from __future__ import annotations
 
