@@ -7,34 +7,33 @@ from typing import Optional
 import typer
 
 from mertk.console import console
+from mertk.sample_data.llp import DEFAULT_SIZES, REAL_SPLIT_SIZES, make_sample_llp
+
+LLP_VIDEOS = sum(REAL_SPLIT_SIZES.values())
 
 
 def sample_llp(
-    out: Path = typer.Option(..., "--out", help="Folder to write the corpus into (created if needed)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the corpus into: new, empty, or one this command wrote before (anything else is refused)."),
     seed: int = typer.Option(0, "--seed", help="Seed of backgrounds, noise and synthesised train timelines."),
-    train: int = typer.Option(200, "--train", help="Train videos (a prefix of AVVP_train.csv)."),
-    val: int = typer.Option(60, "--val", help="Val videos (a prefix of AVVP_val_pd.csv)."),
-    test: int = typer.Option(60, "--test", help="Test videos (a prefix of AVVP_test_pd.csv)."),
+    train: int = typer.Option(DEFAULT_SIZES["train"], "--train", min=0, max=REAL_SPLIT_SIZES["train"], help="Train videos (a prefix of AVVP_train.csv)."),
+    val: int = typer.Option(DEFAULT_SIZES["val"], "--val", min=0, max=REAL_SPLIT_SIZES["val"], help="Val videos (a prefix of AVVP_val_pd.csv)."),
+    test: int = typer.Option(DEFAULT_SIZES["test"], "--test", min=0, max=REAL_SPLIT_SIZES["test"], help="Test videos (a prefix of AVVP_test_pd.csv)."),
     videos: Optional[int] = typer.Option(
-        None, "--videos", help="Total videos in the real split proportions, overriding --train/--val/--test; 11849 = LLP scale (about 8 GB)."
+        None, "--videos", min=1, max=LLP_VIDEOS,
+        help=f"Total videos in the real split proportions, overriding --train/--val/--test; {LLP_VIDEOS} = LLP scale (about 8 GB).",
     ),
-    source: Path = typer.Option(None, "--source", help="Folder of the real LLP CSVs (default: the shared copy)."),
+    source: Optional[Path] = typer.Option(
+        None, "--source", help="Folder of the real LLP annotation CSVs (default: the copy shipped in the package)."
+    ),
     no_features: bool = typer.Option(False, "--no-features", help="Write only the CSVs, truth and text anchors."),
 ) -> None:
-    """Write a deterministic LLP corpus: real CSVs (subset), planted features, and the full truth beside them.
+    """Write a deterministic LLP corpus: real CSV rows (subset), planted features, and the full truth beside them.
 
     Example: `mertk sample-data llp --out sample_data/llp` (200 train, 60 val, 60 test videos).
     """
-    from mertk.sample_data.llp import REAL_LLP, SampleLlpError, make_sample_llp
-
-    try:
-        summary = make_sample_llp(
-            out, seed=seed, train=train, val=val, test=test, videos=videos,
-            source=source or REAL_LLP, features=not no_features,
-        )
-    except SampleLlpError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2)
+    summary = make_sample_llp(
+        out, seed=seed, train=train, val=val, test=test, videos=videos, source=source, features=not no_features,
+    )
     counts = ", ".join(f"{n} {split}" for split, n in summary.videos.items())
     console.print(f"wrote {summary.out}: {counts} videos, {summary.feature_files} feature files")
 

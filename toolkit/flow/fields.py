@@ -3,18 +3,18 @@
 A flow field is float32 (H, W, 2): per pixel the displacement (u = x right, v = y down) in
 pixels that carries the first image onto the second. Estimators are OpenCV's:
   dis        DIS (Kroeger et al. 2016), preset FAST taken down to pyramid level 1 (as MEDIUM)
-             with one variational refinement iteration (default). On 224 px face crops it is
-             1.8x cheaper than preset MEDIUM and a little closer to the planted field (endpoint
-             error 0.069 against 0.076 px in benchmarks/bench_build_unimer.py)
+             with one variational refinement iteration (default): cheaper than preset MEDIUM on
+             face crops and a little closer to the planted field (figures: README, measured by
+             benchmarks/bench_build_unimer.py)
   dis_medium DIS preset MEDIUM as OpenCV defines it
   dis_light  `dis` without variational refinement and with patches every 5 px instead of 4: the
              default of the motion curve (112 px crop), which only has to place the peak in
-             time (every '/' apex of the sample corpus within 3 frames, as with `dis`), at half
-             the cost
+             time (as exactly as `dis` on the sample corpus' '/' apexes), at a fraction of the cost
   dis_fast   DIS preset FAST: coarser still (stops at level 2): apex estimates less exact
   farneback  polynomial expansion (Farneback 2003): pyramid 3 levels, window 15
   tvl1       Dual TV-L1 (Zach et al. 2007) from opencv-contrib's optflow module, 3 levels,
              3 warps, 10 x 5 iterations: slowest
+Figures (endpoint error, time per pair): benchmarks/bench_build_unimer.py and the README.
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
-FLOW_METHODS = ("dis", "dis_medium", "farneback", "tvl1")
+from mertk.errors import InputError
+from mertk.flow.methods import CURVE_FLOW_METHODS
 
 
-class FlowMethodError(ValueError):
+class FlowMethodError(InputError):
     """An unknown flow method, or one this OpenCV build does not offer."""
 
 
@@ -69,7 +70,7 @@ def _tvl1() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         raise FlowMethodError("flow method 'tvl1' needs OpenCV's contrib module optflow (opencv-contrib-python-headless)")
     engine = cv2.optflow.DualTVL1OpticalFlow_create()
     # Face crops and sub-pixel motion need neither 5 pyramid levels nor 30 inner iterations:
-    # these settings are 4x faster than OpenCV's defaults at about the same endpoint error.
+    # these settings are much cheaper than OpenCV's defaults at about the same endpoint error.
     engine.setScalesNumber(3)
     engine.setWarpingsNumber(3)
     engine.setEpsilon(0.02)
@@ -79,7 +80,6 @@ def _tvl1() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 _FACTORIES = {"dis": _dis, "dis_medium": _dis_medium, "dis_light": _dis_light, "dis_fast": _dis_fast, "farneback": _farneback, "tvl1": _tvl1}
-CURVE_FLOW_METHODS = ("dis_light", "dis_fast", *FLOW_METHODS)
 
 
 def _estimator(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

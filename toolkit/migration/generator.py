@@ -24,10 +24,14 @@ import numpy as np
 from mertk.corpora.llp_annotations import LLP_CLASSES, MODALITIES, NUM_CLASSES
 from mertk.corpora.llp_features import FeatureLayout
 from mertk.migration.anchors import SimilarityBins
-from mertk.migration.migrate import migrate_scores
+from mertk.migration.config import COMBINE_RULES, MigrationConfig, VideoUnit, weak_matrix
+from mertk.migration.fit import val_truth
+from mertk.migration.label import pseudo_label_table, segment_similarity
+from mertk.migration.migrate import MigrationModel, label_from_similarity, migrate_scores
+from mertk.migration.read import ReadPass
 from mertk.migration.thresholds import calibrated_thresholds, label_free_thresholds
+from mertk.shards.manifest import ShardResult
 
-COMBINE_RULES = ("generator", "similarity", "mean")
 GENERATOR_BLOCK_VIDEOS = 512
 
 
@@ -161,8 +165,6 @@ def label_with_generator(
     return GeneratorLabels(label_from_evidence(evidence, weak_n_c, thresholds, temperature), summary)
 
 
-__all__ = ["COMBINE_RULES", "GeneratorLabeller", "GeneratorLabels", "load_labeller", "label_with_generator",
-           "combined_evidence", "evidence_thresholds", "label_from_evidence", "generator_probabilities"]
 
 
 def dense_rows(val: tuple[np.ndarray, Any] | None, videos: int) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
@@ -177,3 +179,24 @@ def dense_rows(val: tuple[np.ndarray, Any] | None, videos: int) -> tuple[dict[st
         full[mask] = matrix
         truth[modality] = full
     return truth, mask
+
+
+def generator_labels(root: Path, config: MigrationConfig, read: ReadPass, model: MigrationModel, labeller: GeneratorLabeller) -> GeneratorLabels:
+    """Every unit of `read` labelled from the generator's evidence, thresholds as `config` sets them."""
+    weak_n_c = weak_matrix(read.units)
+    truth, mask = dense_rows(val_truth(root, read.units) if config.calibrate == "val" else None, len(read.units))
+
+    def similarity_scores(start: int, stop: int) -> dict[str, np.ndarray]:
+        labelled = label_from_similarity(model, segment_similarity(model, read.cache, start, stop), weak_n_c[start:stop])
+        return {m: labelled[m][0] for m in MODALITIES}
+
+    return label_with_generator(
+        labeller, lambda start, stop: {m: read.cache.read(m, start, stop) for m in MODALITIES}, similarity_scores,
+        len(read.units), weak_n_c, config.threshold_rule, config.temperature, truth, mask, config.block_videos,
+    )
+
+
+def generated_shard(generated: GeneratorLabels, units: list[VideoUnit]) -> ShardResult:
+    """The shard of `units` (consecutive cache indices) from labels already computed."""
+    result = generated.block(units[0].cache_index, units[-1].cache_index + 1)
+    return ShardResult(pseudo_label_table(units, result), [u.filename for u in units], [])

@@ -115,7 +115,7 @@ def _evaluation_videos(llp: Path) -> set[str]:
     from mertk.corpora.llp_annotations import LlpAnnotationError
 
     try:
-        videos, _ = read_llp_videos(llp, splits=("val", "test"))
+        videos = read_llp_videos(llp, splits=("val", "test")).videos
     except LlpAnnotationError as error:
         raise GeneratorDataError(f"--exclude {llp}: {error}") from None
     return {video.filename for video in videos}
@@ -126,7 +126,7 @@ def _weak_labels(corpus: Path) -> dict[str, tuple[str, ...]]:
     from mertk.corpora.llp_annotations import LlpAnnotationError
 
     try:
-        videos, _ = read_llp_videos(corpus)
+        videos = read_llp_videos(corpus).videos
     except LlpAnnotationError:
         return {}
     return {video.filename: video.labels for video in videos}
