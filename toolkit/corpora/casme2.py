@@ -29,6 +29,7 @@ from mertk.corpora.mer import (
     RowError,
     au_coding,
     check_apex,
+    collect_rows,
     find_file,
     frame_number,
     frames_on_disk,
@@ -37,12 +38,10 @@ from mertk.corpora.mer import (
     optional_frame_number,
     protocol_labels,
     read_sheet_table,
-    reject,
     require_folder,
     require_frames,
     safe_name,
 )
-from mertk.shards.manifest import Rejection
 
 DATASET = "casme2"
 CORPUS = "CASME II"
@@ -55,9 +54,9 @@ FRAME_PATTERNS = {name: re.compile(rf"^{prefix}(\d+)\.jpe?g$", re.I) for name, p
 COLUMNS = {
     "Subject": ("Subject",),
     "Filename": ("Filename",),
-    "OnsetFrame": ("OnsetFrame", "Onset Frame"),
-    "ApexFrame": ("ApexFrame", "Apex Frame"),
-    "OffsetFrame": ("OffsetFrame", "Offset Frame"),
+    "OnsetFrame": ("OnsetFrame",),
+    "ApexFrame": ("ApexFrame",),
+    "OffsetFrame": ("OffsetFrame",),
     "Action Units": ("Action Units", "Action Unit", "AUs"),
     "Estimated Emotion": ("Estimated Emotion", "Emotion"),
     "Objective Classes": ("Objective Classes", "Objective Class"),
@@ -103,6 +102,14 @@ def _subject_folder(text: str) -> str:
     return f"sub{int(match.group(1)):02d}"
 
 
+def _input_id(row) -> str:
+    try:
+        subject = _subject_folder(row["Subject"])
+    except RowError:
+        subject = row["Subject"] or "?"
+    return f"{subject}/{row['Filename'] or '?'}"
+
+
 def _au_text(text: str) -> str:
     # Excel may store a lone AU as a number: '4.0' -> '4'
     return re.sub(r"(\d+)\.0+\b", r"\1", text)
@@ -120,7 +127,7 @@ def _parse_row(row, source: str, root: Path, layout: str, frame_folder: Path) ->
         raise RowError(f"frame order is wrong: onset {onset}, apex {apex_text or '/'}, offset {offset} (needs onset <= apex <= offset, onset < offset)")
     apex, apex_note = check_apex(onset, apex, offset, apex_text, "ApexFrame")
     emotion = normalise_emotion(row["Estimated Emotion"], EMOTION_ALIASES, EMOTIONS, "emotion")
-    objective = objective_class(row["Objective Classes"], "Objective Classes")
+    objective = objective_class(row["Objective Classes"])
     au_text = _au_text(row["Action Units"])
     coding = au_coding(au_text)
     episode_dir = frame_folder / subject / clip
@@ -163,28 +170,7 @@ def read_casme2(root: Path | str, layout: Layout = "auto", sheet: Path | str | N
     sheet_path = Path(sheet) if sheet is not None else find_sheet(root)
     layout_name, frame_folder = find_layout(root, layout)
     table = read_sheet_table(sheet_path, COLUMNS, REQUIRED_COLUMNS, CORPUS)
-    samples: list[MerSample] = []
-    rejections: list[Rejection] = []
-    seen: set[str] = set()
-    for row in table.rows:
-        if row.is_empty:
-            continue  # trailing empty spreadsheet rows are not inputs
-        source = table.source(row)
-        try:
-            subject_id = _subject_folder(row["Subject"])
-        except RowError:
-            subject_id = row["Subject"] or "?"
-        input_id = f"{subject_id}/{row['Filename'] or '?'}"
-        try:
-            sample = _parse_row(row, source, root, layout_name, frame_folder)
-            input_id = sample.sample_id
-            if sample.sample_id in seen:
-                raise RowError(f"repeats sample {sample.sample_id} of an earlier row")
-        except RowError as error:
-            reject(rejections, input_id, source, error, sheet_path)
-            continue
-        seen.add(sample.sample_id)
-        samples.append(sample)
+    samples, rejections = collect_rows(table, lambda row, source: _parse_row(row, source, root, layout_name, frame_folder), _input_id)
     return CorpusListing(root=root, layout=layout_name, sheet=sheet_path, samples=samples, rejections=rejections, dataset=DATASET)
 
 

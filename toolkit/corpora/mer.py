@@ -11,11 +11,12 @@ above it), and every cell becomes text as Excel shows it ('46' for 46, 46.0 and 
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from mertk.au.notation import AuCoding, AuLabel, AuParseError, Option, parse_au_cell
 from mertk.shards.manifest import Rejection
@@ -172,17 +173,16 @@ def normalise_emotion(text: str, aliases: Mapping[str, str], known: Sequence[str
 OBJECTIVE_NUMERALS = {"1": "I", "2": "II", "3": "III", "4": "IV", "5": "V", "6": "VI", "7": "VII"}
 
 
-def objective_class(text: str, column: str) -> str | None:
-    """'1', '1.0', 'I', 'Class I' -> 'I'; '' -> None; anything else is a RowError."""
+def objective_class(text: str) -> str | None:
+    """'1', '1.0', 'I', 'Class I' -> 'I'; '' -> None; any other spelling is kept as written (a
+    class the sheet has is never a reason to lose the sample)."""
     value = re.sub(r"^class\s*", "", text.strip(), flags=re.I).upper()
+    value = re.sub(r"\.0+$", "", value)
     if not value:
         return None
-    value = re.sub(r"\.0+$", "", value)
     if value in OBJECTIVE_NUMERALS:
         return OBJECTIVE_NUMERALS[value]
-    if value in OBJECTIVE_NUMERALS.values():
-        return value
-    raise RowError(f"{column} {text!r} is not an objective class (1-7 or I-VII)")
+    return value if value in OBJECTIVE_NUMERALS.values() else text.strip()
 
 
 # --- AU cells ---------------------------------------------------------------------------------
@@ -390,13 +390,17 @@ def require_folder(root: Path | str, corpus: str) -> Path:
 
 
 def find_file(root: Path, patterns: Sequence[str], corpus: str, what: str) -> Path:
-    """The first file matching one of `patterns` (globs) in `root` or one folder below it.
+    """The first file matching one of `patterns` (globs, any letter case) in `root` or one folder below.
 
-    Newer revisions win where several match one pattern (names sort by their date or version)."""
+    Newer revisions win where several match one pattern (names sort by their date or version);
+    Excel's lock files (~$name) are skipped."""
     places = [root] + [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     for pattern in patterns:
         for place in places:
-            matches = sorted((p for p in place.glob(pattern) if p.is_file() and not p.name.startswith("~$")), reverse=True)
+            matches = sorted(
+                (p for p in place.iterdir() if fnmatch.fnmatchcase(p.name.lower(), pattern.lower()) and p.is_file() and not p.name.startswith("~$")),
+                reverse=True,
+            )
             if matches:
                 return matches[0]
     raise CorpusLayoutError(f"{root}: no {corpus} {what} found (looked for {', '.join(patterns)}); the folder {describe_folder(root)}")
@@ -404,3 +408,31 @@ def find_file(root: Path, patterns: Sequence[str], corpus: str, what: str) -> Pa
 
 def reject(rejections: list[Rejection], input_id: str, source: str, error: Exception, file: Path | None) -> None:
     rejections.append(Rejection(input=input_id, reason=f"{source}: {error}", file=str(file) if file else None))
+
+
+def collect_rows(
+    table: SheetTable,
+    parse_row: Callable[[SheetRow, str], MerSample],
+    input_id: Callable[[SheetRow], str],
+) -> tuple[list[MerSample], list[Rejection]]:
+    """Samples of every non-empty row, in sheet order; a row that fails (or repeats an earlier
+    row's sample) becomes a rejection whose reason names the sheet and row."""
+    samples: list[MerSample] = []
+    rejections: list[Rejection] = []
+    seen: set[str] = set()
+    for row in table.rows:
+        if row.is_empty:
+            continue  # trailing empty spreadsheet rows are not inputs
+        source = table.source(row)
+        name = input_id(row)
+        try:
+            sample = parse_row(row, source)
+            name = sample.sample_id
+            if sample.sample_id in seen:
+                raise RowError(f"repeats sample {sample.sample_id} of an earlier row")
+        except RowError as error:
+            reject(rejections, name, source, error, table.path)
+            continue
+        seen.add(sample.sample_id)
+        samples.append(sample)
+    return samples, rejections
