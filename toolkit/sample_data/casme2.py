@@ -563,7 +563,7 @@ def forward_flow_hw2(backward_hw2: np.ndarray, iterations: int = 8) -> np.ndarra
     return flow
 
 
-def _jpeg(rgb_uint8: np.ndarray, quality: int) -> bytes:
+def jpeg_bytes(rgb_uint8: np.ndarray, quality: int) -> bytes:
     import cv2
 
     ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb_uint8[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -575,7 +575,7 @@ def _jpeg(rgb_uint8: np.ndarray, quality: int) -> bytes:
 def render_sample(canvas: SubjectCanvas, plan: SamplePlan, config: Casme2SampleConfig) -> tuple[list[bytes], dict[str, np.ndarray]]:
     """JPEG bytes of every frame (onset..offset) and the apex truth fields."""
     frames, truth = render_frames(canvas, plan, config)
-    return [_jpeg(rgb, config.jpeg_quality) for rgb in frames], truth
+    return [jpeg_bytes(rgb, config.jpeg_quality) for rgb in frames], truth
 
 
 def render_frames(canvas: SubjectCanvas, plan: SamplePlan, config: Casme2SampleConfig) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
@@ -721,7 +721,7 @@ def ground_truth_table(samples: list[SamplePlan], sample_id: Callable[[SamplePla
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _parquet_bytes(table) -> bytes:
+def parquet_bytes(table) -> bytes:
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
@@ -744,13 +744,13 @@ class Casme2SampleSummary:
     slash_apex: int
 
 
-def _write(path: Path, data: bytes) -> int:
+def write_file(path: Path, data: bytes) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return len(data)
 
 
-def _subject_canvas(subject: int, look: SubjectLook, config: Casme2SampleConfig) -> SubjectCanvas:
+def subject_canvas(subject: int, look: SubjectLook, config: Casme2SampleConfig) -> SubjectCanvas:
     """The subject's canvas; retries deterministically with a milder look if dlib finds no face."""
     canvas = build_subject(look, config.width, config.height)
     attempt = 0
@@ -774,16 +774,16 @@ class _SubjectResult:
 
 def _write_subject(subject: int, look: SubjectLook, plans: list[SamplePlan], config: Casme2SampleConfig, out_dir: Path) -> _SubjectResult:
     """Render and write every sample of one subject (one unit of work; runs in a worker process)."""
-    canvas = _subject_canvas(subject, look, config)
+    canvas = subject_canvas(subject, look, config)
     total_bytes = total_frames = 0
     for plan in plans:
         jpegs, truth = render_sample(canvas, plan, config)
         folder = out_dir / FRAMES_FOLDER / plan.subject_folder / plan.episode
         for offset, data in enumerate(jpegs):
-            total_bytes += _write(folder / f"img{plan.onset_frame + offset}.jpg", data)
+            total_bytes += write_file(folder / f"img{plan.onset_frame + offset}.jpg", data)
         total_frames += len(jpegs)
         flow_name = plan.sample_id.replace("/", "_") + ".npz"
-        total_bytes += _write(out_dir / GROUND_TRUTH_FLOW_FOLDER / flow_name, npz_bytes(truth))
+        total_bytes += write_file(out_dir / GROUND_TRUTH_FLOW_FOLDER / flow_name, npz_bytes(truth))
     return _SubjectResult(subject, canvas.look, round(_iod(canvas.points_68_2), 2), total_frames, total_bytes)
 
 
@@ -825,8 +825,8 @@ def generate_casme2(
     final_looks = {subject: results[subject].look for subject in sorted(results)}
     inter_ocular = {f"sub{subject:02d}": results[subject].inter_ocular_px for subject in sorted(results)}
 
-    total_bytes += _write(out_dir / SHEET_NAME, xlsx_bytes(samples))
-    total_bytes += _write(out_dir / GROUND_TRUTH_NAME, _parquet_bytes(ground_truth_table(samples)))
+    total_bytes += write_file(out_dir / SHEET_NAME, xlsx_bytes(samples))
+    total_bytes += write_file(out_dir / GROUND_TRUTH_NAME, parquet_bytes(ground_truth_table(samples)))
     emotions: dict[str, int] = {}
     for plan in samples:
         emotions[plan.emotion] = emotions.get(plan.emotion, 0) + 1
@@ -856,7 +856,7 @@ def generate_casme2(
         "slash_apex": summary.slash_apex,
         "ground_truth_flow": "npz per sample: flow_hw2, expression_flow_hw2 (float32 H,W,2, OpenCV forward convention onset->apex), head_translation_xy (2,)",
     }
-    total_bytes += _write(out_dir / INFO_NAME, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    total_bytes += write_file(out_dir / INFO_NAME, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     summary.bytes_written = total_bytes
     return summary
 

@@ -1,0 +1,10 @@
+"""`mertk sample-data smic`: the SMIC-HS layout from real face photos, with the planted truth."""
+from __future__ import annotations
+
+import typer
+
+from mertk.cli.sample_data_mer import make_command
+
+
+def register(app: typer.Typer) -> None:
+    app.command("smic")(make_command("SMIC-HS", "mertk.sample_data.smic:generate_smic", "HS/<subject>/micro/<emotion>/<clip>/image<frame>.bmp, labels from the folders", "mertk sample-data smic --out /tmp/smic"))
