@@ -223,7 +223,7 @@ def main() -> None:
                     "cpu_ratio_build_to_decode_same_calls": round(float(np.median([b / d for b, d in zip(builds_cpu, same_calls_cpu)])), 2),
                     "goal_wall_le_60s": build_s <= 60,
                     "truth": truth_agreement(out / "unimer", corpus / "ground_truth.parquet"),
-                    "report_bytes": (out / "unimer" / "report.html").stat().st_size,
+                    "report_bytes": (out / "unimer" / "_report.html").stat().st_size,
                 }
             )
         finally:

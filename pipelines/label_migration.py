@@ -11,7 +11,7 @@ Stages, in order (each in mertk.migration or mertk.corpora):
 4. migration: scores and hard labels for every (video, modality, segment), written as
    `avvp_pseudo_label.v1` shards by the resumable sharded runner;
 5. report: the 10 AVVP metrics of the pseudo-labels beside the naive baseline on every split
-   with dense labels, per-class F1 plots and timelines, in `OUT/avvp_pseudo/report.html`;
+   with dense labels, per-class F1 plots and timelines, in `OUT/avvp_pseudo/_report.html`;
 6. optionally (`target`), k-nearest-neighbour migration from the labelled segment bank to
    another corpus, written to `OUT/avvp_pseudo/target/`.
 Memory: O(classes x dim x bins) for the statistics plus one block of videos.
@@ -63,7 +63,9 @@ from mertk.migration.thresholds import (
     label_free_thresholds,
 )
 from mertk.migration.transfer import TopK, knn_votes, map_labels, read_vocabulary
-from mertk.shards.manifest import Manifest, Rejection, ShardResult, command_line, run_sharded
+from mertk.execution.sharded import run_sharded
+from mertk.shards.manifest import Manifest, Rejection, ShardResult, command_line
+from mertk.shards.layout import REPORT_NAME
 from mertk.shards.schema import load_schema
 
 OUTPUT_FOLDER = "avvp_pseudo"
@@ -549,7 +551,7 @@ def label_shard(context: LabelContext, units: list[VideoUnit]) -> ShardResult:
 
 def read_pseudo_matrices(out_dir: Path, filenames: Sequence[str]) -> dict[str, np.ndarray]:
     """{modality: (videos, 25, 10) bool} of the shards' hard labels, in `filenames` order."""
-    from mertk.shards.io import read_shards
+    from mertk.shards.dataset import read_shards
     import pyarrow.compute as pc
 
     table = read_shards(out_dir, columns=["filename", "modality", "segment", "labels"])
@@ -1001,6 +1003,6 @@ def _migrate_labels(llp: Path | str, out: Path | str, config: MigrationConfig, p
         **({"target": target_summary} if target_summary else {}),
     }
     manifest.write(out_dir)
-    report = write_report(out_dir / "report.html", config, manifest, scores, matrices, target_summary)
+    report = write_report(out_dir / REPORT_NAME, config, manifest, scores, matrices, target_summary)
     print_score_table(scores, target_summary)
     return MigrationResult(out_dir, manifest, scores, target_summary, report)

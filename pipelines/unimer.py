@@ -67,7 +67,8 @@ from mertk.flow import FLOW_METHODS, FlowMethodError, compensate_head_motion, es
 from mertk.flow.fields import CURVE_FLOW_METHODS
 from mertk.flow.crop import DEFAULT_CROP_SIZE, FaceAlignment, align_face
 from mertk.shards.io import write_bytes_atomic
-from mertk.shards.manifest import Manifest, Rejection, ShardResult, run_sharded
+from mertk.execution.sharded import run_sharded
+from mertk.shards.manifest import Manifest, Rejection, ShardResult
 from mertk.shards.schema import load_schema
 
 SCHEMA_NAME, SCHEMA_VERSION = "unimer_sample", 1
@@ -576,7 +577,7 @@ def build_unimer(
     report: bool = True,
     sheet: Path | str | None = None,
 ) -> UnimerRun:
-    """Build OUT/unimer/ from a CASME II folder: shards, manifest, report.html. Resumable."""
+    """Build OUT/unimer/ from a CASME II folder: shards, manifest, report. Resumable."""
     if params.flow_method not in FLOW_METHODS:
         raise FlowMethodError(f"unknown flow method {params.flow_method!r}; choose one of {', '.join(FLOW_METHODS)}")
     if params.curve_flow_method not in CURVE_FLOW_METHODS:
@@ -701,7 +702,7 @@ def truth_agreement(unimer_dir: Path | str, ground_truth: Path | str, apex_toler
     import pandas as pd
 
     from mertk.au.facs import SIDES, au_spec
-    from mertk.shards.io import read_shards
+    from mertk.shards.dataset import read_shards
 
     rows = {r["sample_id"]: r for r in read_shards(unimer_dir, columns=["sample_id", "apex_frame", "apex_estimated", "au_evidence", "unlabelled_motion"]).to_pylist()}
     truth = pd.read_parquet(ground_truth)

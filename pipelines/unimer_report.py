@@ -1,4 +1,4 @@
-"""OUT/unimer/report.html: one self-contained page to look at what build-unimer made.
+"""OUT/unimer/_report.html: one self-contained page to look at what build-unimer made.
 
 Corpus section: counts, intensity bins, support rate per labelled AU, magnitude distributions,
 rejections by reason. Per sample: the apex face with region boxes (supported ones green) and the
@@ -19,10 +19,10 @@ import numpy as np
 
 from mertk.captions import IntensityBins
 from mertk.flow.draw import face_with_motion, flow_picture
+from mertk.shards.layout import REPORT_NAME
 from mertk.report.html import img, png_bytes, table, write_page
 from mertk.shards.manifest import Manifest
 
-REPORT_NAME = "report.html"
 PICTURE_SIZE = 224
 
 
@@ -225,7 +225,7 @@ def start_sample_cards(executor: Executor, measurements: Sequence, bins: Intensi
 
 
 def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifest, bins: IntensityBins, cards: Sequence[Future] | None = None) -> Path:
-    """OUT/unimer/report.html; `cards`: the sample cards being drawn (`start_sample_cards`),
+    """OUT/unimer/_report.html; `cards`: the sample cards being drawn (`start_sample_cards`),
     collected last; without them the cards are drawn here."""
     crop_size = int(manifest.parameters.get("crop_size", 224))
     summary = manifest.summary
@@ -247,4 +247,4 @@ def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifes
         sections.append("<h2>Rejections</h2>" + table(["input", "reason"], [(r["input"], r["reason"]) for r in manifest.rejections]))
     sections.append("<h2>Samples</h2><p class='muted'>Boxes: facial regions (green: a labelled AU the flow supports). Arrows: onset→apex flow. Colour picture: hue = direction, brightness = magnitude. Curve: onset→t motion, green line = apex.</p>")
     sections += [card for job in cards for card in job.result()] if cards is not None else draw_sample_cards(measurements, bins, crop_size)
-    return write_page(out_dir / "report.html", "Uni-MER build report", sections)
+    return write_page(out_dir / REPORT_NAME, "Uni-MER build report", sections)

@@ -59,7 +59,7 @@ def test_captions_state_only_supported_aus(built):
 
 
 def test_report_renders_with_pictures(built):
-    text = (built.out_dir / "report.html").read_text()
+    text = (built.out_dir / "_report.html").read_text()
     assert text.count("class='card'") == built.manifest.inputs_written
     images = re.findall(r'src="data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)"', text)
     assert len(images) >= 3 * built.manifest.inputs_written + 2
@@ -75,7 +75,7 @@ def test_resume_and_workers_give_the_same_bytes(built, tmp_path):
     # Two workers, fresh directory: same shards, and the same report (its cards drawn by the workers).
     run = build_unimer(CORPUS, tmp_path, UnimerParameters(shard_size=8), workers=2, progress=False)
     assert {s["path"]: s["sha256"] for s in run.manifest.shards} == first
-    assert (run.out_dir / "report.html").read_bytes() == (built.out_dir / "report.html").read_bytes()
+    assert (run.out_dir / "_report.html").read_bytes() == (built.out_dir / "_report.html").read_bytes()
     # Interrupted: one shard and one pass-1 chunk gone -> only they are redone, same bytes.
     (run.out_dir / "unimer_sample-00001.parquet").unlink()
     (run.out_dir / "_measure" / "chunk-00002.pkl").unlink()
@@ -106,7 +106,7 @@ def test_every_rejection_reason_reaches_the_manifest(tmp_path):
     extended.to_excel(corpus / "CASME2-coding-20140508.xlsx", index=False)
 
     run = build_unimer(corpus, tmp_path / "out", UnimerParameters(shard_size=8), progress=False, report=True)
-    manifest = Manifest.load(run.out_dir / "manifest.json")
+    manifest = Manifest.load(run.out_dir / "_manifest.json")
     reasons = [r["reason"] for r in manifest.rejections]
     expected = [
         "is not a readable JPEG",
@@ -120,7 +120,7 @@ def test_every_rejection_reason_reaches_the_manifest(tmp_path):
         assert sum(fragment in reason for reason in reasons) == 1, (fragment, reasons)
     assert manifest.inputs_seen == 28 and manifest.inputs_rejected == 6 and manifest.inputs_written == 22
     assert all(r.ok for r in validate_paths([run.out_dir]))
-    assert "alt=\"rejections by reason\"" in (run.out_dir / "report.html").read_text()
+    assert "alt=\"rejections by reason\"" in (run.out_dir / "_report.html").read_text()
 
 
 def test_cli_errors_are_clear(tmp_path):

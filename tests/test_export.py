@@ -59,9 +59,9 @@ def test_export_is_deterministic(unimer_dir, tmp_path):
 
 
 def test_bad_input(tmp_path, unimer_dir):
-    with pytest.raises(ExportError, match="no manifest.json"):
+    with pytest.raises(ExportError, match="no _manifest.json"):
         export_instructions(tmp_path, tmp_path / "x", "llava")
     with pytest.raises(ExportError, match="unknown export format 'alpaca'"):
         export_instructions(unimer_dir, tmp_path / "x", "alpaca")
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "llava", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "no manifest.json" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "no _manifest.json" in " ".join(result.output.split())

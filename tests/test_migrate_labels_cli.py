@@ -14,7 +14,7 @@ import mertk.pipelines.label_migration as label_migration
 from mertk.cli.app import app
 from mertk.pipelines.label_migration import MigrationConfig, migrate_labels
 from mertk.sample_data.llp import make_sample_llp
-from mertk.shards.io import read_shards
+from mertk.shards.dataset import read_shards
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def run_cli(*args: str):
 
 
 def manifest(out: Path, *parts: str) -> dict:
-    return json.loads((out.joinpath("avvp_pseudo", *parts) / "manifest.json").read_text())
+    return json.loads((out.joinpath("avvp_pseudo", *parts) / "_manifest.json").read_text())
 
 
 def gains(data: dict, split: str) -> dict[str, float]:
@@ -54,7 +54,7 @@ def test_han_end_to_end_beats_naive_and_validates(corpus: Path, tmp_path: Path):
     for filename, labels, scores in zip(*(table.column(c).to_pylist() for c in ("filename", "labels", "scores"))):
         assert set(labels) <= weak[filename]  # a class outside the weak label never migrates
         assert len(scores) == 25 and 0 <= min(scores) and max(scores) <= 1
-    report = (tmp_path / "avvp_pseudo" / "report.html").read_text()
+    report = (tmp_path / "avvp_pseudo" / "_report.html").read_text()
     assert "Segment Type@AV" in report and "data:image/png;base64" in report
     validate = runner.invoke(app, ["validate", str(tmp_path)])
     assert validate.exit_code == 0, validate.output

@@ -187,5 +187,5 @@ def test_cli_writes_a_corpus_and_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     for corpus in ("samm", "smic", "casme3", "mmew", "megc2019"):
         result = runner.invoke(app, ["sample-data", corpus, "--out", str(tmp_path / "mine")])
-        assert result.exit_code == 2 and "is not empty" in " ".join(result.output.split()), corpus
+        assert result.exit_code == 2 and "not a generated sample corpus" in " ".join(result.output.split()), corpus
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

@@ -9,8 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mertk.shards import io as shard_io
-from mertk.shards.io import ShardTypeError, file_sha256, read_shards, shard_schema_key, write_shard
-from mertk.shards.manifest import Manifest, Rejection, ResumeMismatchError, ShardResult, run_sharded
+from mertk.shards.dataset import read_shards
+from mertk.shards.io import ShardTypeError, file_sha256, shard_schema_key, write_shard
+from mertk.errors import ResumeMismatchError
+from mertk.execution.sharded import run_sharded
+from mertk.shards.manifest import Manifest, Rejection, ShardResult
 from mertk.shards.schema import SchemaError, available_schemas, load_schema, parse_arrow_type
 
 PSEUDO = load_schema("avvp_pseudo_label", 1)
@@ -99,7 +102,7 @@ def test_run_sharded_counts_every_input_and_is_deterministic(tmp_path: Path):
     assert first.rows_written == 8 == read_shards(tmp_path / "a").num_rows
     assert [s["rows"] for s in first.shards] == [4, 3, 1]  # shards hold units 1-4, 5-8, 9-10
     assert {r["reason"] for r in first.rejections} == {"bad sheet row", "unit divisible by five"}
-    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+    assert (tmp_path / "a" / "_manifest.json").read_bytes() == (tmp_path / "b" / "_manifest.json").read_bytes()
     for shard in first.shards:
         assert (tmp_path / "a" / shard["path"]).read_bytes() == (tmp_path / "b" / shard["path"]).read_bytes()
 
@@ -116,7 +119,7 @@ def test_interrupted_run_resumes_without_redoing_complete_shards(tmp_path: Path)
     units = list(range(1, 11))
     with pytest.raises(KeyboardInterrupt):
         run_sharded(tmp_path / "run", PSEUDO, units, failing_on_third_shard, command="t", parameters={}, shard_size=4)
-    assert not (tmp_path / "run" / "manifest.json").exists()
+    assert not (tmp_path / "run" / "_manifest.json").exists()
     calls.clear()
 
     def recording(units: list[int]) -> ShardResult:
@@ -153,7 +156,7 @@ def test_parallel_workers_give_the_same_bytes(tmp_path: Path):
 
 def test_manifest_round_trips(tmp_path: Path):
     manifest = run_sharded(tmp_path, PSEUDO, [1, 5], process_units, command="t", parameters={"p": [1, 2]}, shard_size=4)
-    loaded = Manifest.load(tmp_path / "manifest.json")
+    loaded = Manifest.load(tmp_path / "_manifest.json")
     assert loaded == manifest
-    data = json.loads((tmp_path / "manifest.json").read_text())
+    data = json.loads((tmp_path / "_manifest.json").read_text())
     assert data["inputs_rejected"] == 1 and data["versions"]["pyarrow"] == pa.__version__

@@ -136,7 +136,7 @@ def test_unusable_feature_file_is_a_recorded_rejection(llp_corpus, tmp_path):
 
 
 def test_unusable_labels_and_options_give_clear_errors(llp_corpus, tmp_path):
-    with pytest.raises(AvvpDataError, match="no manifest.json"):
+    with pytest.raises(AvvpDataError, match="no _manifest.json"):
         train_avvp(tiny_config(llp_corpus, tmp_path, tmp_path / "run"))
     from mertk.training.synthetic import write_synthetic_unimer
 

@@ -78,7 +78,7 @@ def test_predictions_are_read_by_evaluate_mer(unimer_dir, tmp_path):
 def test_3class_protocol_drops_others_with_recorded_reason(unimer_dir, tmp_path):
     metrics = train_mer(tiny_config(unimer_dir, tmp_path / "run", protocol="3class", experts=["texture"]))
     assert metrics["classes"] == ["negative", "positive", "surprise"]
-    manifest = Manifest.load(tmp_path / "run" / "manifest.json")
+    manifest = Manifest.load(tmp_path / "run" / "_manifest.json")
     others = [r for r in manifest.rejections if "not in the 3class protocol" in r["reason"]]
     assert len(others) == 3 * 6 - metrics["pooled"]["samples"] and others
     assert manifest.inputs_seen == manifest.inputs_written + len(manifest.rejections)
@@ -119,7 +119,7 @@ def test_resume_after_interrupted_epoch_gives_the_uninterrupted_result(unimer_di
 
 
 def test_resume_with_other_parameters_is_refused(unimer_dir, tmp_path):
-    from mertk.shards.manifest import ResumeMismatchError
+    from mertk.errors import ResumeMismatchError
 
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -157,7 +157,8 @@ def test_foreign_training_state_is_refused_with_a_clear_error(unimer_dir, tmp_pa
 
 
 def test_bad_rows_are_rejected_with_file_and_row(tmp_path):
-    from mertk.shards.manifest import ShardResult, run_sharded
+    from mertk.execution.sharded import run_sharded
+    from mertk.shards.manifest import ShardResult
     from mertk.shards.schema import load_schema
 
     schema = load_schema("unimer_sample", 1)
@@ -168,7 +169,7 @@ def test_bad_rows_are_rejected_with_file_and_row(tmp_path):
     run_sharded(unimer, schema, rows, lambda chunk: ShardResult(schema.table_from_rows(chunk), [r["sample_id"] for r in chunk]),
                 command="test", parameters={}, shard_size=100, progress=False)  # fmt: skip
     metrics = train_mer(tiny_config(unimer, tmp_path / "run", experts=["texture"]))
-    manifest = Manifest.load(tmp_path / "run" / "manifest.json")
+    manifest = Manifest.load(tmp_path / "run" / "_manifest.json")
     reasons = {r["input"]: r["reason"] for r in manifest.rejections}
     assert "unimer_sample-00000.parquet row 1: apex_face_png is not a decodable PNG" in reasons[rows[1]["sample_id"]]
     assert "row 2: apex_flow_3hw holds non-finite values" in reasons[rows[2]["sample_id"]]
@@ -176,7 +177,7 @@ def test_bad_rows_are_rejected_with_file_and_row(tmp_path):
 
 
 def test_unusable_inputs_give_clear_errors(tmp_path, unimer_dir):
-    with pytest.raises(MerDataError, match="no manifest.json"):
+    with pytest.raises(MerDataError, match="no _manifest.json"):
         train_mer(tiny_config(tmp_path, tmp_path / "run"))
     one_subject = write_synthetic_unimer(tmp_path / "one", subjects=1, per_subject=5)
     with pytest.raises(MerTrainingError, match="at least two subjects"):
@@ -221,6 +222,6 @@ def sample_corpus_unimer(tmp_path_factory) -> Path:
 def test_trains_on_the_real_build_unimer_output(sample_corpus_unimer, tmp_path):
     metrics = train_mer(tiny_config(sample_corpus_unimer, tmp_path / "run", epochs=3))
     assert metrics["pooled"]["folds"] == 6
-    manifest = Manifest.load(tmp_path / "run" / "manifest.json")
+    manifest = Manifest.load(tmp_path / "run" / "_manifest.json")
     assert manifest.inputs_seen == manifest.inputs_written + len(manifest.rejections)
     assert all(report.ok for report in validate_paths([tmp_path / "run"]))

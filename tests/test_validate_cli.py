@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from mertk.cli.app import app
 from mertk.shards.io import write_shard
-from mertk.shards.manifest import Manifest, ShardResult, run_sharded
+from mertk.execution.sharded import run_sharded
+from mertk.shards.manifest import Manifest, ShardResult
 from mertk.shards.schema import SCHEMA_KEY, VERSION_KEY, load_schema
 
 PSEUDO = load_schema("avvp_pseudo_label", 1)
@@ -130,7 +131,7 @@ def test_row_rule_across_columns(tmp_path: Path):
 
 
 def test_manifest_whose_counts_disagree(good_dir: Path):
-    manifest = Manifest.load(good_dir / "manifest.json")
+    manifest = Manifest.load(good_dir / "_manifest.json")
     manifest.rows_written += 1
     manifest.inputs_seen += 2
     manifest.write(good_dir)
@@ -144,7 +145,7 @@ def test_manifest_whose_counts_disagree(good_dir: Path):
 def test_manifest_whose_hash_disagrees(good_dir: Path):
     shard = sorted(good_dir.glob("*.parquet"))[0]
     write_shard(PSEUDO.table_from_rows(good_rows(5)[::-1]), shard, PSEUDO)  # valid shard, other content
-    code, report = run_validate(str(good_dir / "manifest.json"))
+    code, report = run_validate(str(good_dir / "_manifest.json"))
     assert code == 1
     assert any(f"shard {shard.name}: content hash differs" in f for f in findings(report))
 

@@ -1,14 +1,15 @@
 """The `mertk` command line: parses arguments and calls pipelines, nothing more.
 
-Each subcommand lives in its own module under mertk.cli and exposes `register(app)`.
+Each subcommand lives in its own module under mertk.cli and exposes `register(app)`. `main` is
+the one place where a failure becomes one line and an exit status (mertk.cli.failures).
 """
 from __future__ import annotations
-
-import importlib
 
 import typer
 
 from mertk import __version__
+from mertk.cli import build_unimer, evaluate, export, migrate_labels, sample_data, train, validate
+from mertk.cli.failures import run_cli, set_debug
 
 app = typer.Typer(
     name="mertk",
@@ -27,16 +28,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-# One module per subcommand; each exposes register(app).
-COMMAND_MODULES = (
-    "mertk.cli.validate",
-    "mertk.cli.sample_data",
-    "mertk.cli.train",
-    "mertk.cli.evaluate",
-    "mertk.cli.build_unimer",
-    "mertk.cli.export",
-    "mertk.cli.migrate_labels",
-)
 
 
 def _version_callback(value: bool) -> None:
@@ -50,13 +41,15 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(False, "--debug", help="On a failure, show the Python traceback after the one-line error."),
 ) -> None:
     """mertk: datasets, schemas, metrics and trainers for MER and AVVP research."""
+    set_debug(debug)
 
 
-for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(app)
+for _command in (validate, sample_data, train, evaluate, build_unimer, export, migrate_labels):
+    _command.register(app)
 
 
 def main() -> None:
-    app()
+    run_cli(app)

@@ -25,7 +25,7 @@ def build_unimer(
     curve_flow: str = typer.Option("dis_light", "--curve-flow", help="Flow of the motion curve: dis_light (default: dis without refinement), dis (1.6x dearer), dis_fast (cheaper, coarser apex estimates), dis_medium, farneback or tvl1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the instruction wording."),
     shard_size: int = typer.Option(32, "--shard-size", min=1, help="Samples per shard."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/unimer/report.html."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/unimer/_report.html."),
 ) -> None:
     """Build Uni-MER from CASME II: flow x AU dual constraint, captions, instructions, shards, report."""
     from mertk.au.evidence import EvidenceParameters
@@ -33,7 +33,9 @@ def build_unimer(
     from mertk.face import PredictorNotFoundError
     from mertk.flow import FlowMethodError
     from mertk.pipelines.unimer import UnimerParameters, build_unimer as run_build
-    from mertk.shards.manifest import ResumeMismatchError, command_line
+    from mertk.errors import ResumeMismatchError
+    from mertk.shards.layout import MANIFEST_NAME
+    from mertk.shards.manifest import command_line
 
     params = UnimerParameters(
         flow_method=flow,
@@ -61,7 +63,7 @@ def build_unimer(
     for rejection in manifest.rejections[:10]:
         console.print(f"  [yellow]rejected[/yellow] {rejection['input']}: {rejection['reason']}", highlight=False)
     if manifest.inputs_rejected > 10:
-        console.print(f"  ... {manifest.inputs_rejected - 10} more in {run.out_dir / 'manifest.json'}")
+        console.print(f"  ... {manifest.inputs_rejected - 10} more in {run.out_dir / MANIFEST_NAME}")
     if run.report:
         console.print(f"report: {run.report}")
 

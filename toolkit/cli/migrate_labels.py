@@ -33,7 +33,7 @@ def migrate_labels(
     from mertk.migration.anchors import AnchorError
     from mertk.migration.transfer import VocabularyError
     from mertk.pipelines.label_migration import MigrationConfig, MigrationError, migrate_labels as run
-    from mertk.shards.manifest import ResumeMismatchError
+    from mertk.errors import ResumeMismatchError
 
     config = MigrationConfig(
         features=features,

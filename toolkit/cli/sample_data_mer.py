@@ -14,8 +14,9 @@ import typer
 from mertk.console import console, progress_bar
 
 
-def make_command(corpus: str, generator: str, scales_doc: str, example: str) -> Callable:
-    """A typer command that writes the `corpus` sample with `generator` ('module:function', imported on use)."""
+def make_command(corpus: str, load: Callable[[], tuple[dict, Callable]], scales_doc: str, example: str) -> Callable:
+    """A typer command that writes the `corpus` sample; `load()` imports the generator on use and
+    returns (its SCALES, its generate function)."""
 
     def command(
         out: Path = typer.Option(..., "--out", help="Folder to write the corpus into (created if needed; a previous generated corpus there is replaced, any other content refused)."),
@@ -27,17 +28,14 @@ def make_command(corpus: str, generator: str, scales_doc: str, example: str) -> 
         frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip, onset to offset."),
         workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering subjects in parallel (same bytes for any value)."),
     ) -> None:
-        import importlib
+        from mertk.sample_data.folder import SampleDataError
 
-        from mertk.sample_data.casme2 import SampleDataError
-
-        module_name, function = generator.split(":")
-        module = importlib.import_module(module_name)
+        scales, generate = load()
         overrides = {"seed": seed, "subjects": subjects, "samples_per_subject": samples_per_subject, "width": width, "height": height, "frames": frames}
         try:
-            config = replace(module.SCALES["default"], **{k: v for k, v in overrides.items() if v is not None})
+            config = replace(scales["default"], **{k: v for k, v in overrides.items() if v is not None})
             with progress_bar(config.sample_count, f"{corpus} samples") as advance:
-                summary = getattr(module, function)(out, config, progress=advance, workers=workers)
+                summary = generate(out, config, progress=advance, workers=workers)
         except SampleDataError as error:
             console.print(f"[red]error:[/red] {error}")
             raise typer.Exit(2)

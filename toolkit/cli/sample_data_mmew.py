@@ -6,5 +6,11 @@ import typer
 from mertk.cli.sample_data_mer import make_command
 
 
+def _load():
+    from mertk.sample_data import mmew
+
+    return mmew.SCALES, mmew.generate_mmew
+
+
 def register(app: typer.Typer) -> None:
-    app.command("mmew")(make_command("MMEW", "mertk.sample_data.mmew:generate_mmew", "Micro_Expression/<emotion>/<clip>/<frame>.jpg, MMEW_Micro_Exp.xlsx with its quirks", "mertk sample-data mmew --out /tmp/mmew"))
+    app.command("mmew")(make_command("MMEW", _load, "Micro_Expression/<emotion>/<clip>/<frame>.jpg, MMEW_Micro_Exp.xlsx with its quirks", "mertk sample-data mmew --out /tmp/mmew"))

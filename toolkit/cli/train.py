@@ -20,7 +20,7 @@ _DEVICE_HELP = "auto (cuda when available), cpu or cuda. Runs are deterministic 
 def _run(function, *args, **kwargs):
     """Call a trainer; turn the errors a user can act on into one line and an exit status."""
     from mertk.models.checkpoint import ForeignCheckpointError
-    from mertk.shards.manifest import ResumeMismatchError
+    from mertk.errors import ResumeMismatchError
     from mertk.training.errors import TrainingError
 
     try:

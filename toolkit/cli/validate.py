@@ -12,7 +12,7 @@ from mertk.console import console, stdout
 
 
 def validate(
-    paths: List[Path] = typer.Argument(..., help="Shard files, manifest.json files or output directories (searched recursively)."),
+    paths: List[Path] = typer.Argument(..., help="Shard files, manifest files (_manifest.json) or output directories (searched recursively)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report instead of a table."),
 ) -> None:
     """Check shards against the versioned schema named in their metadata, and manifests against their shards.

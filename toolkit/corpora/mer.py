@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from mertk.au.notation import AuCoding, AuLabel, AuParseError, Option, parse_au_cell
+from mertk.errors import InputError
 from mertk.shards.manifest import Rejection
 
 # Protocol names: each sample carries its class under every protocol its corpus takes part in.
@@ -35,7 +36,7 @@ MAX_MICRO_EXPRESSION_S = 0.5
 HEADER_SEARCH_ROWS = 40
 
 
-class CorpusLayoutError(FileNotFoundError):
+class CorpusLayoutError(InputError):
     """The corpus folder cannot be read at all: no sheet, no frame folder, not the corpus it claims."""
 
 

@@ -23,7 +23,9 @@ import numpy as np
 
 from mertk.flow.draw import flow_picture
 from mertk.report.html import png_bytes
-from mertk.shards.io import read_shards, write_bytes_atomic
+from mertk.shards.dataset import has_manifest, open_shards
+from mertk.shards.layout import MANIFEST_NAME
+from mertk.shards.io import write_bytes_atomic
 
 EXPORT_FORMATS = ("llava", "sharegpt")
 IMAGE_CHOICES = ("apex", "apex+flow")
@@ -72,14 +74,12 @@ def export_instructions(unimer_dir: Path | str, out_dir: Path | str, fmt: str = 
     if images not in IMAGE_CHOICES:
         raise ExportError(f"unknown image choice {images!r}; choose one of {', '.join(IMAGE_CHOICES)}")
     unimer_dir, out_dir = Path(unimer_dir), Path(out_dir)
-    if not (unimer_dir / "manifest.json").is_file() and (unimer_dir / "unimer" / "manifest.json").is_file():
+    if not has_manifest(unimer_dir) and has_manifest(unimer_dir / "unimer"):
         unimer_dir = unimer_dir / "unimer"  # accept OUT as well as OUT/unimer
-    if not (unimer_dir / "manifest.json").is_file():
-        raise ExportError(f"{unimer_dir}: no manifest.json; pass the unimer directory written by `mertk build-unimer`")
-    try:
-        table = read_shards(unimer_dir, columns=["sample_id", "instructions", "apex_face_png", "apex_flow_3hw"])
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        raise ExportError(f"{unimer_dir}: cannot read unimer shards: {error}") from None
+    if not has_manifest(unimer_dir):
+        raise ExportError(f"{unimer_dir}: no {MANIFEST_NAME}; pass the unimer directory written by `mertk build-unimer`")
+    dataset = open_shards(unimer_dir, "unimer_sample", produced_by="`mertk build-unimer`")
+    table = dataset.read(["sample_id", "instructions", "apex_face_png", "apex_flow_3hw"])
     records = []
     image_count = 0
     for row in table.to_pylist():

@@ -2,7 +2,7 @@
 
 PRED may be:
 - a folder of `avvp_pseudo_label` shards (segment rows with a list of labels), or of
-  `avvp_prediction` shards (eval layout), with or without manifest.json;
+  `avvp_prediction` shards (eval layout), with or without a manifest;
 - a .parquet file of either kind;
 - a .tsv / .csv file in the eval layout: filename, modality ("audio"|"visual"), event_labels
   (one class), onset, offset (integer seconds, offset exclusive).
@@ -68,17 +68,17 @@ def _read_table(path: Path):
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    from mertk.shards.io import read_shards
+    from mertk.shards.dataset import has_manifest, read_shards
 
     if not path.exists():
         raise AvvpEvaluationError(f"{path}: no such file or folder")
     try:
         if path.is_dir():
-            if (path / "manifest.json").is_file():
-                return read_shards(path, columns=None)
+            if has_manifest(path):
+                return read_shards(path, kind="avvp_prediction")
             files = sorted(path.glob("*.parquet"))
             if not files:
-                raise AvvpEvaluationError(f"{path}: no manifest.json and no .parquet file in this folder")
+                raise AvvpEvaluationError(f"{path}: no _manifest.json and no .parquet file in this folder")
             return pa.concat_tables([pq.read_table(file) for file in files], promote_options="default")
         if path.suffix == ".parquet":
             return pq.read_table(path)

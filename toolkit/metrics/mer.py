@@ -106,23 +106,23 @@ def mer_scores(
 
 # --- prediction files -----------------------------------------------------------------------------
 def read_mer_predictions(path: Path | str):
-    """A mer_prediction table as a pandas DataFrame, from a shard directory (with manifest.json),
+    """A mer_prediction table as a pandas DataFrame, from a shard directory (with its _manifest.json),
     a .parquet file, or a .csv / .tsv file with the columns sample_id, subject, label,
     prediction (and dataset for composite protocols)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from mertk.shards.io import read_shards
+    from mertk.shards.dataset import has_manifest, read_shards
 
     path = Path(path)
     try:
         if path.is_dir():
-            if (path / "manifest.json").is_file():
-                frame = read_shards(path).to_pandas()
+            if has_manifest(path):
+                frame = read_shards(path, kind="mer_prediction").to_pandas()
             else:
                 files = sorted(path.glob("*.parquet"))
                 if not files:
-                    raise MerEvaluationError(f"{path}: no manifest.json and no .parquet file in this folder")
+                    raise MerEvaluationError(f"{path}: no _manifest.json and no .parquet file in this folder")
                 frame = pd.concat([pq.read_table(file).to_pandas() for file in files], ignore_index=True)
         elif not path.exists():
             raise MerEvaluationError(f"{path}: no such file or folder")

@@ -162,7 +162,7 @@ def write_report(
     sections = [
         "<div class='card'><p>Segment pseudo-labels migrated from the LLP weak labels by similarity to class "
         f"anchors (features: <b>{html.escape(config.features)}</b>, calibration: <b>{html.escape(config.calibrate)}</b>). "
-        f"Videos written: {manifest.inputs_written}; rejected: {manifest.inputs_rejected} (see manifest.json). "
+        f"Videos written: {manifest.inputs_written}; rejected: {manifest.inputs_rejected} (see _manifest.json). "
         "The naive baseline copies each video's weak label to every segment of both modalities.</p></div>"
     ]
     for split, split_scores in scores.items():

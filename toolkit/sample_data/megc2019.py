@@ -23,7 +23,8 @@ from mertk.corpora.casme2 import EMOTION_3CLASS as CASME2_3CLASS
 from mertk.corpora.megc2019 import LIST_NAME, composite_key, load_composite_list
 from mertk.sample_data import samm as samm_sample
 from mertk.sample_data import smic as smic_sample
-from mertk.sample_data.casme2 import INFO_NAME, Casme2SampleConfig, SamplePlan, generate_casme2, plan_corpus, prepare_out_dir, write_file
+from mertk.sample_data.casme2 import INFO_NAME, Casme2SampleConfig, SamplePlan, generate_casme2, plan_corpus, write_file
+from mertk.sample_data.folder import prepare_sample_folder
 
 CORPORA = ("casme2", "samm", "smic")
 
@@ -111,7 +112,7 @@ def generate_megc2019(
     workers: int = 1,
 ) -> Megc2019SampleSummary:
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir, CORPORA, (LIST_NAME, INFO_NAME))
+    prepare_sample_folder(out_dir, CORPORA + (LIST_NAME,), "MEGC2019")
     made: set[tuple[str, int, str]] = set()
     casme2_plan = casme2_plan_named_after_list(config.corpus_config("casme2"))
     samm_plan = samm_sample.plan_samm(config.corpus_config("samm"))

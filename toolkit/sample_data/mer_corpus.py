@@ -24,6 +24,7 @@ import numpy as np
 
 from mertk.au.facs import AU_TABLE, SIDES
 from mertk.au.notation import AuLabel, parse_au_cell
+from mertk.sample_data.folder import SampleDataError, prepare_sample_folder
 from mertk.sample_data.casme2 import (
     GROUND_TRUTH_FLOW_FOLDER,
     GROUND_TRUTH_NAME,
@@ -31,14 +32,12 @@ from mertk.sample_data.casme2 import (
     Casme2SampleConfig,
     PlantedAu,
     SamplePlan,
-    SampleDataError,
     SubjectLook,
     ground_truth_table,
     jpeg_bytes,
     npz_bytes,
     parquet_bytes,
     plant_mislabels,
-    prepare_out_dir,
     render_frames,
     subject_canvas,
     subject_look,
@@ -250,7 +249,7 @@ def write_corpus(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir, design.folders + (GROUND_TRUTH_FLOW_FOLDER,), design.files + (GROUND_TRUTH_NAME, INFO_NAME))
+    prepare_sample_folder(out_dir, design.folders + design.files + (GROUND_TRUTH_FLOW_FOLDER, GROUND_TRUTH_NAME), design.dataset)
     jobs = [(subject, look, [p for p in plans if p.subject == subject]) for subject, look in looks.items()]
     jobs = [job for job in jobs if job[2]]
     results = {}

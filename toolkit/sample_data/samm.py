@@ -25,7 +25,8 @@ import numpy as np
 
 from mertk.corpora.megc2019 import load_composite_list
 from mertk.corpora.samm import COLUMNS, FRAMES_FOLDER, SHEET_NAME, frame_file_name
-from mertk.sample_data.casme2 import SamplePlan, SampleDataError, workbook_bytes
+from mertk.sample_data.casme2 import SamplePlan, workbook_bytes
+from mertk.sample_data.folder import SampleDataError
 from mertk.sample_data.mer_corpus import (
     CorpusDesign,
     MerSampleConfig,

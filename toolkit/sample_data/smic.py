@@ -19,7 +19,8 @@ import numpy as np
 
 from mertk.corpora.megc2019 import load_composite_list
 from mertk.corpora.smic import CLIP_CODES, HS_FOLDER, MICRO_FOLDER, clip_name
-from mertk.sample_data.casme2 import SamplePlan, SampleDataError
+from mertk.sample_data.casme2 import SamplePlan
+from mertk.sample_data.folder import SampleDataError
 from mertk.sample_data.mer_corpus import CorpusDesign, MerSampleConfig, MerSampleSummary, Slot, encode_bmp, looks_for, pick, plan_samples, write_corpus
 
 DATASET = "smic"

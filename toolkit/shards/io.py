@@ -143,15 +143,3 @@ def shard_schema_key(path: Path | str) -> tuple[str, int] | None:
     if SCHEMA_KEY not in metadata or VERSION_KEY not in metadata:
         return None
     return metadata[SCHEMA_KEY].decode(), int(metadata[VERSION_KEY].decode())
-
-
-def read_shards(directory: Path | str, columns: list[str] | None = None) -> pa.Table:
-    """Read every shard listed in a directory's manifest (in manifest order) as one table."""
-    from mertk.shards.manifest import Manifest
-
-    directory = Path(directory)
-    manifest = Manifest.load(directory / "manifest.json")
-    tables = [pq.read_table(directory / shard["path"], columns=columns) for shard in manifest.shards]
-    if not tables:
-        raise FileNotFoundError(f"{directory}: the manifest lists no shards")
-    return pa.concat_tables(tables)

@@ -1,4 +1,4 @@
-"""The manifest every output directory carries, and the resumable sharded runner that writes it.
+"""The manifest every output directory carries (written by mertk.execution.sharded and the trainers).
 
 Inputs seen = inputs written + inputs rejected, always: a pipeline records every input it was
 given, either as rows in a shard or as a rejection with its reason.
@@ -8,22 +8,23 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 import pyarrow as pa
 
-from mertk.shards.io import file_sha256, sync_files, write_bytes_atomic, write_shard
+from mertk.errors import InputError
+from mertk.shards.io import file_sha256, write_bytes_atomic
+from mertk.shards.layout import LEGACY_MANIFEST_NAME, MANIFEST_NAME
 from mertk.shards.schema import Schema
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "mertk.manifest.v1"
-STATE_DIR = "_state"
 
-Unit = TypeVar("Unit")
+
+class ManifestError(InputError):
+    """A manifest that is missing, unreadable or not a mertk manifest."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["inputs_rejected"] = self.inputs_rejected
-        return json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
+        return json.dumps(data, indent=2, sort_keys=True, default=json_default) + "\n"
 
     def write(self, directory: Path | str) -> Path:
         path = Path(directory) / MANIFEST_NAME
@@ -74,12 +75,33 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path | str) -> "Manifest":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        """Read a manifest file; anything but a mertk manifest is a one-line ManifestError."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ManifestError(f"{path}: no such manifest") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ManifestError(f"{path}: not a readable JSON manifest ({error})") from None
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(f"{path}: not a mertk manifest (expected \"format\": \"{MANIFEST_FORMAT}\")")
         data.pop("inputs_rejected", None)
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise ManifestError(f"{path}: manifest fields are not the expected ones ({error})") from None
+
+    @classmethod
+    def find(cls, directory: Path | str) -> Path:
+        """The manifest file of an output directory (the legacy name is still accepted)."""
+        directory = Path(directory)
+        for name in (MANIFEST_NAME, LEGACY_MANIFEST_NAME):
+            if (directory / name).is_file():
+                return directory / name
+        raise ManifestError(f"{directory}: no {MANIFEST_NAME}; expected an output directory written by mertk")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item"):  # numpy scalars
@@ -100,159 +122,6 @@ def package_versions(extra: Sequence[str] = ()) -> dict[str, str]:
 
 def shard_name(schema: Schema, index: int) -> str:
     return f"{schema.name}-{index:05d}.parquet"
-
-
-class ResumeMismatchError(RuntimeError):
-    """The output directory holds a run made with other parameters."""
-
-
-def _fingerprint(command_parameters: dict[str, Any]) -> str:
-    return json.dumps(command_parameters, sort_keys=True, default=_json_default)
-
-
-def run_sharded(
-    out_dir: Path | str,
-    schema: Schema,
-    units: Sequence[Unit],
-    process_shard: Callable[[list[Unit]], ShardResult],
-    *,
-    command: str,
-    parameters: dict[str, Any],
-    shard_size: int,
-    pre_rejections: Sequence[Rejection] = (),
-    workers: int = 1,
-    description: str = "shards",
-    extra_versions: Sequence[str] = (),
-    summary: dict[str, Any] | None = None,
-    progress: bool = True,
-) -> Manifest:
-    """Process `units` in fixed shards of `shard_size`, skipping shards a previous run completed.
-
-    `process_shard` must be a picklable top-level function (or functools.partial) when
-    workers > 1. Shard i always holds units[i*shard_size:(i+1)*shard_size], so the shard layout
-    and bytes do not depend on the number of workers or on interruptions. `pre_rejections` are
-    inputs rejected before processing (e.g. unreadable sheet rows); they count as inputs seen.
-    """
-    from mertk.console import progress_bar
-
-    out_dir = Path(out_dir)
-    state_dir = out_dir / STATE_DIR
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint({"schema": schema.key, "parameters": parameters, "shard_size": shard_size})
-    chunks = [list(units[start : start + shard_size]) for start in range(0, len(units), shard_size)]
-
-    states: dict[int, dict[str, Any]] = {}
-    pending: list[int] = []
-    for index in range(len(chunks)):
-        state = _load_complete_state(out_dir, state_dir, schema, index)
-        if state is not None and state["fingerprint"] != fingerprint:
-            raise ResumeMismatchError(
-                f"{out_dir} holds shards of a run with other parameters; choose another --out "
-                f"or delete {out_dir}"
-            )
-        if state is None:
-            pending.append(index)
-        else:
-            states[index] = state
-
-    # Each shard is encoded and written by a writer thread while the next one is processed (at
-    # most one waits: memory stays bounded), in shard order. Shards and their state files are
-    # written without a per-file fsync; a second thread makes each pair durable, and all of them
-    # are durable before the manifest is written. A pair lost to a crash before its sync is simply
-    # redone on resume: a missing or mismatching shard or state file fails _load_complete_state's
-    # hash check.
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    writer, syncer = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
-    syncs: list[Any] = []
-    writing: list[Future] = []  # the write in flight, if any
-
-    def write(index: int, result: ShardResult) -> None:
-        name = shard_name(schema, index)
-        digest = write_shard(result.table, out_dir / name, schema, durable=False)
-        state = {
-            "fingerprint": fingerprint,
-            "path": name,
-            "rows": result.table.num_rows,
-            "sha256": digest,
-            "inputs": len(chunks[index]),
-            "written_inputs": list(result.written_inputs),
-            "rejections": [asdict(r) for r in result.rejections],
-        }
-        write_bytes_atomic(state_dir / f"{name}.json", json.dumps(state, sort_keys=True).encode(), durable=False)
-        syncs.append(syncer.submit(sync_files, [out_dir / name, state_dir / f"{name}.json"]))
-        states[index] = state
-
-    def finish(index: int, result: ShardResult) -> None:
-        if len(result.written_inputs) + len(result.rejections) != len(chunks[index]):
-            raise RuntimeError(
-                f"{shard_name(schema, index)}: {len(chunks[index])} inputs but {len(result.written_inputs)} written and "
-                f"{len(result.rejections)} rejected: every input must be written or rejected"
-            )
-        if writing:
-            writing.pop().result()  # the previous shard is written (its error, if any, raised here)
-        writing.append(writer.submit(write, index, result))
-
-    total_units = len(units)
-    done_units = sum(len(chunks[i]) for i in states)
-    resumed = sorted(states)  # completed by an earlier run, which may have ended before syncing them
-    try:
-        with progress_bar(total_units, description, enabled=progress) as advance:
-            advance(done_units)
-            if workers > 1 and len(pending) > 1:
-                with ProcessPoolExecutor(max_workers=workers) as pool:
-                    futures = {index: pool.submit(process_shard, chunks[index]) for index in pending}
-                    for index in pending:  # in order: the state files appear in shard order
-                        finish(index, futures[index].result())
-                        advance(len(chunks[index]))
-            else:
-                for index in pending:
-                    finish(index, process_shard(chunks[index]))
-                    advance(len(chunks[index]))
-            if writing:
-                writing.pop().result()
-        syncs.append(syncer.submit(sync_files, [
-            path for index in resumed
-            for path in (out_dir / states[index]["path"], state_dir / f"{states[index]['path']}.json")
-        ]))
-        for sync in syncs:
-            sync.result()  # every shard and state file durable before the manifest names them
-    finally:
-        writer.shutdown(wait=True)
-        syncer.shutdown(wait=True)
-
-    ordered = [states[i] for i in range(len(chunks))]
-    rejections = [asdict(r) for r in pre_rejections] + [r for s in ordered for r in s["rejections"]]
-    manifest = Manifest(
-        command=command,
-        schema=schema.key,
-        parameters=parameters,
-        versions=package_versions(extra_versions),
-        inputs_seen=len(pre_rejections) + total_units,
-        inputs_written=sum(len(s["written_inputs"]) for s in ordered),
-        rows_written=sum(s["rows"] for s in ordered),
-        rejections=rejections,
-        shards=[{"path": s["path"], "rows": s["rows"], "sha256": s["sha256"]} for s in ordered],
-        summary=summary or {},
-    )
-    manifest.write(out_dir)
-    return manifest
-
-
-def _load_complete_state(out_dir: Path, state_dir: Path, schema: Schema, index: int) -> dict[str, Any] | None:
-    """A shard counts as complete when its state file exists and the shard's hash matches it."""
-    name = shard_name(schema, index)
-    state_path = state_dir / f"{name}.json"
-    shard_path = out_dir / name
-    if not state_path.is_file() or not shard_path.is_file():
-        return None
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if state.get("sha256") != file_sha256(shard_path):
-        return None
-    return state
 
 
 def write_single_output_manifest(

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mertk.shards.io import file_sha256, shard_schema_key
-from mertk.shards.manifest import MANIFEST_NAME, STATE_DIR, Manifest
+from mertk.shards.layout import LEGACY_MANIFEST_NAME, MANIFEST_NAME, STATE_DIR
+from mertk.shards.manifest import Manifest, ManifestError
 from mertk.shards.schema import Schema, SchemaError, load_schema
 
 MAX_ROWS_REPORTED = 3  # per rule: enough to locate the problem, not a flood
@@ -61,7 +62,7 @@ def validate_paths(paths: Iterable[Path]) -> list[FileReport]:
     for path in paths:
         if path.is_dir():
             reports.extend(validate_directory(path))
-        elif path.name == MANIFEST_NAME:
+        elif path.name in (MANIFEST_NAME, LEGACY_MANIFEST_NAME):
             reports.append(validate_manifest(path))
         else:
             reports.append(validate_shard(path))
@@ -73,7 +74,7 @@ def validate_directory(directory: Path) -> list[FileReport]:
     shards = sorted(p for p in directory.rglob("*.parquet") if STATE_DIR not in p.relative_to(directory).parts)
     for shard in shards:
         reports.append(validate_shard(shard))
-    for manifest in sorted(directory.rglob(MANIFEST_NAME)):
+    for manifest in sorted([*directory.rglob(MANIFEST_NAME), *directory.rglob(LEGACY_MANIFEST_NAME)]):
         reports.append(validate_manifest(manifest))
     if not shards and not reports:
         reports.append(FileReport(str(directory), "directory", None, None, [Finding(str(directory), "no shards or manifest found")]))
@@ -205,8 +206,8 @@ def validate_manifest(path: Path) -> FileReport:
     report = FileReport(name, "manifest", None, None, [])
     try:
         manifest = Manifest.load(path)
-    except (OSError, json.JSONDecodeError, TypeError) as error:
-        report.findings.append(Finding(name, f"not a readable mertk manifest: {error}"))
+    except ManifestError as error:
+        report.findings.append(Finding(name, str(error)))
         return report
     report.schema = manifest.schema
     report.rows = manifest.rows_written

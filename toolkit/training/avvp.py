@@ -35,7 +35,8 @@ import torch
 from mertk.models.avvp_parser import MODEL_NAME, HybridAttentionParser, ParserConfig
 from mertk.models.checkpoint import save_model_weights
 from mertk.shards.io import write_bytes_atomic, write_shard
-from mertk.shards.manifest import STATE_DIR, write_single_output_manifest
+from mertk.shards.layout import STATE_DIR
+from mertk.shards.manifest import write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.avvp_data import DenseTruth, PackedLlp, PseudoLabels, dense_truth, pack_llp, read_pseudo_labels
 from mertk.training.errors import TrainingError

@@ -23,7 +23,8 @@ import numpy as np
 from mertk.corpora.llp_annotations import LLP_CLASS_INDEX, NUM_CLASSES, NUM_SEGMENTS, WeakLabel, read_split_dense_labels
 from mertk.corpora.llp_features import FeatureFileError, feature_layout, read_llp_videos, read_segment_embeddings
 from mertk.shards.io import write_bytes_atomic
-from mertk.shards.manifest import MANIFEST_NAME, Manifest, Rejection
+from mertk.shards.layout import MANIFEST_NAME
+from mertk.shards.manifest import Manifest, Rejection
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 

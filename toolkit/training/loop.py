@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from mertk.models.checkpoint import load_training_state, save_training_state
-from mertk.shards.manifest import ResumeMismatchError
+from mertk.errors import ResumeMismatchError
 from mertk.training.errors import TrainingError
 from mertk.training.progress import TrainingProgress
 

@@ -12,7 +12,7 @@ imbalanced and UF1/UAR weigh every class alike). Augmentation: horizontal flip o
 
 Output directory RUN:
   metrics.json          pooled + per-fold UF1/UAR, gate weights, ablation-ready parameters, throughput
-  predictions.parquet   mer_prediction.v1 (one row per sample, held-out fold's prediction), manifest.json
+  predictions.parquet   mer_prediction.v1 (one row per sample, held-out fold's prediction), _manifest.json
   confusion.png         pooled confusion matrix
   checkpoints/fold-<subject>.safetensors   final weights of each fold (mertk header)
   _state/               fold results and the training state of the running fold (resume)
@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from mertk.models.checkpoint import save_model_weights
 from mertk.models.mer_experts import EXPERTS, MODEL_NAME, GatedExpertsModel, MerModelConfig
 from mertk.shards.io import write_bytes_atomic, write_shard
-from mertk.shards.manifest import STATE_DIR, Rejection, ResumeMismatchError, write_single_output_manifest
+from mertk.errors import ResumeMismatchError
+from mertk.shards.layout import STATE_DIR
+from mertk.shards.manifest import Rejection, write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything

@@ -23,7 +23,8 @@ import numpy as np
 
 from mertk.metrics.mer import MER_PROTOCOL_CLASSES as PROTOCOL_CLASSES  # the one definition of the class sets
 from mertk.shards.io import write_bytes_atomic
-from mertk.shards.manifest import MANIFEST_NAME, Manifest, Rejection
+from mertk.shards.layout import MANIFEST_NAME
+from mertk.shards.manifest import Manifest, Rejection
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mertk.shards.manifest import ShardResult, run_sharded
+from mertk.execution.sharded import run_sharded
+from mertk.shards.manifest import ShardResult
 from mertk.shards.schema import load_schema
 
 _EMOTIONS = ("happiness", "disgust", "surprise", "repression", "others")
