@@ -13,8 +13,9 @@ What `generate_samm(out, config)` writes under `out`:
   (see `mertk.sample_data.mer_corpus`), sample ids as the reader makes them (`006_1_2`).
 
 Subjects and clip names are the MEGC2019 composite list's SAMM ones (each subject's listed clips,
-with emotions that agree with the listed class), plus one `Other` clip per subject, which the
-composite leaves out.
+with emotions that agree with the listed class), plus one `Other` clip per subject and, where a
+subject has too few listed clips, unlisted negative ones (`<subject>_9_<n>`), which the composite
+leaves out.
 """
 from __future__ import annotations
 
@@ -134,9 +135,10 @@ def plan_samm(config: MerSampleConfig) -> tuple[dict, list[SamplePlan]]:
     slots = []
     for subject in subjects:
         clips = _clips_of(wanted[subject], listed[subject], config.samples_per_subject - 1, rng)
-        names = {clip for clip, _ in clips}
-        other = next(f"{subject:03d}_9_{k}" for k in range(1, 100) if f"{subject:03d}_9_{k}" not in names)
-        for clip, label in sorted(clips) + [(other, "other")]:
+        # one 'Other' clip, and unlisted negative clips where the list has too few (the composite
+        # leaves out clips of the full corpus too); inducement code 9 is not in the list
+        unlisted = [(f"{subject:03d}_9_{k + 1}", "other" if k == 0 else "negative") for k in range(config.samples_per_subject - len(clips))]
+        for clip, label in sorted(clips) + unlisted:
             if label == "negative":
                 emotion = negative[int(rng.choice(len(negative), p=weights / weights.sum()))]
             else:
