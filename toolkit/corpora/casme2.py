@@ -35,7 +35,6 @@ from mertk.corpora.mer import (
     frames_on_disk,
     normalise_emotion,
     objective_class,
-    optional_frame_number,
     protocol_labels,
     read_sheet_table,
     require_folder,
@@ -47,7 +46,6 @@ DATASET = "casme2"
 CORPUS = "CASME II"
 FPS = 200.0
 SHEET_PATTERNS = ("CASME2-coding-*.xlsx", "CASME2-coding-*.csv")
-SHEET_NAMES = ("CASME2-coding-20140508.xlsx", "CASME2-coding-updated.xlsx")  # the revisions seen most (examples)
 LAYOUT_FOLDERS = {"raw": "CASME2_RAW_selected", "cropped": "Cropped"}
 FRAME_PREFIXES = {"raw": "img", "cropped": "reg_img"}
 FRAME_PATTERNS = {name: re.compile(rf"^{prefix}(\d+)\.jpe?g$", re.I) for name, prefix in FRAME_PREFIXES.items()}
@@ -74,7 +72,6 @@ PROTOCOL_MAPS = {PROTOCOL_CASME2_5CLASS: EMOTION_5CLASS, PROTOCOL_MEGC2019: EMOT
 Layout = Literal["auto", "raw", "cropped"]
 Casme2LayoutError = CorpusLayoutError  # the older name; every reader raises this one type
 Casme2Sample = MerSample  # CASME II rows are plain MerSamples with dataset == "casme2"
-_RowError = RowError
 
 
 def find_sheet(root: Path) -> Path:

@@ -34,7 +34,6 @@ from mertk.corpora.mer import (
     collect_rows,
     describe_folder,
     find_file,
-    frame_number,
     frames_on_disk,
     normalise_emotion,
     objective_class,
