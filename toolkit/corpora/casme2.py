@@ -20,6 +20,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from mertk.corpora.casme2_layout import (  # noqa: F401 - the layout's names, re-exported for readers of this module
+    FRAME_PREFIXES,
+    LAYOUT_FOLDERS,
+    LAYOUTS,
+    REQUIRED_COLUMNS,
+    SHEET_NAMES,
+    SHEET_PATTERNS,
+    frame_file_name,
+    subject_folder_name,
+)
 from mertk.corpora.mer import (
     PROTOCOL_CASME2_5CLASS,
     PROTOCOL_MEGC2019,
@@ -45,9 +55,6 @@ from mertk.corpora.mer import (
 DATASET = "casme2"
 CORPUS = "CASME II"
 FPS = 200.0
-SHEET_PATTERNS = ("CASME2-coding-*.xlsx", "CASME2-coding-*.csv")
-LAYOUT_FOLDERS = {"raw": "CASME2_RAW_selected", "cropped": "Cropped"}
-FRAME_PREFIXES = {"raw": "img", "cropped": "reg_img"}
 FRAME_PATTERNS = {name: re.compile(rf"^{prefix}(\d+)\.jpe?g$", re.I) for name, prefix in FRAME_PREFIXES.items()}
 COLUMNS = {
     "Subject": ("Subject",),
@@ -59,7 +66,6 @@ COLUMNS = {
     "Estimated Emotion": ("Estimated Emotion", "Emotion"),
     "Objective Classes": ("Objective Classes", "Objective Class"),
 }
-REQUIRED_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
 
 EMOTIONS = ("happiness", "disgust", "surprise", "repression", "fear", "sadness", "others")
 EMOTION_ALIASES = {"other": "others", "happy": "happiness", "sad": "sadness"}
@@ -81,8 +87,8 @@ def find_sheet(root: Path) -> Path:
 
 def find_layout(root: Path, layout: Layout = "auto") -> tuple[str, Path]:
     """(layout name, frame folder). `auto` prefers the raw frames (whole face for the detector)."""
-    if layout not in ("auto", *LAYOUT_FOLDERS):
-        raise CorpusLayoutError(f"unknown layout {layout!r}; choose auto, raw or cropped")
+    if layout not in LAYOUTS:
+        raise CorpusLayoutError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     names = ("raw", "cropped") if layout == "auto" else (layout,)
     for name in names:
         folder = root / LAYOUT_FOLDERS[name]
@@ -96,7 +102,7 @@ def _subject_folder(text: str) -> str:
     match = re.fullmatch(r"(?:sub)?(\d+)(?:\.0+)?", text, re.I)
     if not match:
         raise RowError(f"Subject {text!r} is not a subject number")
-    return f"sub{int(match.group(1)):02d}"
+    return subject_folder_name(int(match.group(1)))
 
 
 def _input_id(row) -> str:
@@ -132,7 +138,7 @@ def _parse_row(row, source: str, root: Path, layout: str, frame_folder: Path) ->
         raise RowError(f"frame folder {episode_dir.relative_to(root)} is missing")
     frames = frames_on_disk(episode_dir, FRAME_PATTERNS[layout])
     needed = [("onset", onset), ("offset", offset)] + ([("apex", apex)] if apex is not None else [])
-    require_frames(frames, needed, lambda n: f"{FRAME_PREFIXES[layout]}{n}.jpg", str(episode_dir.relative_to(root)))
+    require_frames(frames, needed, lambda n: frame_file_name(n, layout), str(episode_dir.relative_to(root)))
     return MerSample(
         dataset=DATASET,
         subject=subject,
