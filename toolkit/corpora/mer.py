@@ -88,8 +88,10 @@ class MerSample:
 
     @property
     def qualified_id(self) -> str:
-        """Unique across corpora: 'samm/006_1_2', 'casme2/sub01/EP02_01f'."""
-        return f"{self.dataset}/{self.sample_id}"
+        """Unique across corpora: 'samm/006_1_2', 'casme2/sub01/EP02_01f' (a sample already
+        renamed to it by `mertk.corpora.readers.merge_listings` keeps it)."""
+        prefix = f"{self.dataset}/"
+        return self.sample_id if self.sample_id.startswith(prefix) else prefix + self.sample_id
 
     @property
     def episode(self) -> str:
