@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mertk.cli.app import app
+from mertk.cli.failures import describe
 from mertk.sample_data import casme3
 from mertk.sample_data.megc2019 import Megc2019SampleConfig, generate_megc2019
 from mertk.training.synthetic import write_synthetic_unimer
@@ -107,3 +108,13 @@ def test_cross_corpus_and_casme3_protocols(built, tmp_path):
     assert set(metrics["per_dataset"]) == {"casme3"} and metrics["classes"] == ["negative", "positive", "surprise", "others"]
     result = CliRunner().invoke(app, ["train", "mer", str(built), "--out", str(tmp_path / "bad"), "--protocol", "3class", "--train-on", "samm"])
     assert result.exit_code == 2 and "--train-on and --test-on" in result.output
+
+
+def test_build_needs_a_corpus_and_names_a_wrong_folder(built, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["build-unimer", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "at least one corpus folder" in " ".join(result.output.split())
+    casme2 = built.parent.parent / "megc" / "casme2"
+    result = runner.invoke(app, ["build-unimer", "--samm", str(casme2), "--out", str(tmp_path / "o")])
+    line, status = describe(result.exception)  # what `mertk` prints (its failure handler), and the exit status
+    assert status == 2 and "no SAMM coding sheet found" in line and "CASME2_RAW_selected" in line
