@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,7 +59,9 @@ def decode_seconds(paths: list[str], workers: int) -> float:
     if workers <= 1:
         _decode(paths)
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        from mertk.execution.pools import process_pool
+
+        with process_pool(workers) as pool:
             list(pool.map(_decode, [paths[i::workers] for i in range(workers)]))
     return time.perf_counter() - started
 

@@ -246,7 +246,9 @@ def write_corpus(
     workers: int = 1,
 ) -> MerSampleSummary:
     """Render and write the corpus: frames, `sheets` (name -> bytes), truth table and flows, info."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+
+    from mertk.execution.pools import process_pool
 
     out_dir = Path(out_dir)
     prepare_sample_folder(out_dir, design.folders + design.files + (GROUND_TRUTH_FLOW_FOLDER, GROUND_TRUTH_NAME), design.dataset)
@@ -259,7 +261,7 @@ def write_corpus(
             if progress is not None:
                 progress(len(subject_plans))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:  # started from the fork server (see mertk.execution.pools)
             futures = {pool.submit(_write_subject, subject, look, subject_plans, config, out_dir, design): len(subject_plans) for subject, look, subject_plans in jobs}
             for future in as_completed(futures):
                 result = future.result()
