@@ -2,7 +2,8 @@
 
 Stages (each a plain function): onset frame (full and half size) -> dlib face box on a shrunk
 copy -> 68 landmarks, refitted in the box they imply (face) -> aligned face crop (flow.crop)
--> onset->t motion curve on a half-size crop, apex estimate where the sheet says '/'
+-> onset->t motion curve on a half-size crop (frames spread evenly in time), apex estimate where the
+   sheet gives no usable apex ('/', 0, outside onset..offset)
 (au.evidence) -> onset->apex flow, head-motion compensation, strain (flow) -> region motion.
 
 Frames decoded per sample: onset and apex at full size (face, apex flow) and `curve_points`
