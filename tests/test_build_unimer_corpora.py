@@ -46,6 +46,8 @@ def test_rows_carry_their_corpus_with_unique_ids(built):
         assert row["sample_id"].startswith(row["dataset"] + "/")
         assert row["fps"] == {"casme2": 200, "samm": 200, "smic": 100, "casme3": 30}[row["dataset"]]
     assert any(r["sample_id"].startswith("samm/0") and r["sample_id"].count("/") == 1 for r in rows)  # samm/006_1_2
+    casme3 = [r for r in rows if r["dataset"] == "casme3"]
+    assert any(r["offset_estimated"] for r in casme3) and not any(r["offset_estimated"] for r in rows if r["dataset"] != "casme3")
     assert manifest["summary"]["datasets"] == {d: sum(r["dataset"] == d for r in rows) for d in ("casme2", "casme3", "samm", "smic")}
 
 

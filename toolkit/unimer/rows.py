@@ -119,6 +119,7 @@ def sample_row(m: SampleMeasurement, bins: IntensityBins, params: UnimerParamete
         "apex_frame": m.apex_frame,
         "apex_estimated": m.apex_estimated,
         "offset_frame": s.offset_frame,
+        "offset_estimated": s.offset_estimated,
         "fps": s.fps,
         "emotion": s.emotion,
         "emotion_5class": s.emotion_5class,
