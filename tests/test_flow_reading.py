@@ -51,3 +51,15 @@ def test_flow_only_keeps_a_one_sided_motion_and_finds_nothing_on_a_still_face():
     found = flow_only_aus(face(_au_motion(15, "R")), PARAMS)
     assert [(f.au, f.side) for f in found] == [(15, "R")]
     assert flow_only_aus(face({}), PARAMS) == []
+
+
+def test_both_sides_beat_one_and_an_au_beats_its_neighbours_drag():
+    both = face({**_au_motion(12, "L"), **_au_motion(12, "R")})
+    (settlement,) = settle_alternatives(parse_au_cell("A/L12").alternatives, both, PARAMS)
+    assert settlement.supported == (True, True) and settlement.chosen_labels == (AuLabel(12, None, None, "A"),)
+    one = face(_au_motion(12, "L"))
+    assert settle_alternatives(parse_au_cell("A/L12").alternatives, one, PARAMS)[0].chosen_labels == (AuLabel(12, "L"),)
+    # AU12 lifts the cheek too (its secondary region): the lip corner's stronger motion decides
+    dragged = face({**_au_motion(12, "R", 3.0), ("cheek", "R"): (0.0, -1.2)})
+    (settlement,) = settle_alternatives(parse_au_cell("(R6 or R12)+R15").alternatives, dragged, PARAMS)
+    assert settlement.supported == (True, True) and settlement.chosen_labels == (AuLabel(12, "R"),)

@@ -3,9 +3,11 @@
 Two cases, both judged with the dual constraint's own scores (`mertk.au.evidence`):
 
 * **Alternatives** (SAMM's `L12 or L14`, `(R6 or R12)+R15`): the coders meant one option of each
-  group. `settle_alternatives` scores every option on the sample's region motion and picks the
-  option the flow supports best (all of its primary regions supported; highest mean score); a
-  group none of whose options the flow supports stays unsettled. The choice and the scores are
+  group. `settle_alternatives` scores every option on the sample's region motion; an option is a
+  candidate when all of its primary regions are supported, and the candidate with the most
+  supported primary regions wins (both sides over one: `A/L12`), then the one whose regions move
+  most (an AU over the weaker drag of a neighbour's motion, e.g. AU12's cheek lift read as AU6);
+  a group none of whose options the flow supports stays unsettled. The choice and the scores are
   recorded, so a caption names the settled option and the record says why.
 * **No AU coding** (SMIC, CASME II rows whose Action Units cell is `?`): `flow_only_aus` lists the
   coherent motions the flow shows, strongest first, each named with the AU of the FACS table
@@ -52,13 +54,14 @@ def settle_alternatives(groups: Sequence[Sequence[Option]], motions: Sequence[Re
     """The option of each group that the flow supports best (see the module docstring)."""
     settlements = []
     for group in groups:
-        scores, supported = [], []
+        scores, supported, ranks = [], [], []
         for option in group:
             primary = [row for row in score_labels(list(option), motions, params) if row.primary]
             scores.append(sum(row.score for row in primary) / len(primary) if primary else -1.0)
             supported.append(bool(primary) and all(row.supported for row in primary))
+            ranks.append((len(primary), sum(row.magnitude for row in primary) / len(primary) if primary else 0.0))
         candidates = [index for index, ok in enumerate(supported) if ok]
-        chosen = max(candidates, key=lambda index: (scores[index], -index)) if candidates else None
+        chosen = max(candidates, key=lambda index: (ranks[index], -index)) if candidates else None
         settlements.append(Settlement(tuple(tuple(o) for o in group), chosen, tuple(scores), tuple(supported)))
     return settlements
 
