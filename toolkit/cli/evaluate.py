@@ -107,4 +107,5 @@ def evaluate_mer(
 
 
 def register(app: typer.Typer) -> None:
+    __import__("mertk.cli.evaluate_dave", fromlist=["register"]).register(evaluate_app)
     app.add_typer(evaluate_app, name="evaluate")
