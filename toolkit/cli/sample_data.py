@@ -11,7 +11,7 @@ sample_app = typer.Typer(
 )
 
 # One module per corpus; each exposes register(sample_app).
-CORPUS_MODULES = ("mertk.cli.sample_data_llp", "mertk.cli.sample_data_casme2")
+CORPUS_MODULES = ("mertk.cli.sample_data_llp", "mertk.cli.sample_data_casme2", "mertk.cli.sample_data_unav100")
 
 
 def register(app: typer.Typer) -> None:

@@ -26,6 +26,8 @@ import numpy as np
 from mertk.corpora.llp_features import FeatureFileError, check_finite_values
 
 ANNOTATION_FILE = "unav100_annotations.json"
+ANNOTATION_FOLDER = "annotations"  # the UnAV code's layout: annotations/ and av_features/ side by side
+FEATURE_FOLDER = "av_features"
 NUM_CLASSES = 100
 SUBSETS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
@@ -109,7 +111,7 @@ def unav_annotation_file(path: Path | str) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    for candidate in (path / ANNOTATION_FILE, path / "annotations" / ANNOTATION_FILE):
+    for candidate in (path / ANNOTATION_FILE, path / ANNOTATION_FOLDER / ANNOTATION_FILE):
         if candidate.is_file():
             return candidate
     raise UnavAnnotationError(f"{path}: no {ANNOTATION_FILE} there (nor under annotations/)")
@@ -167,6 +169,20 @@ def read_unav_annotations(path: Path | str) -> UnavAnnotations:
     class_names: dict[int, str] = {}
     videos = {str(video_id): _parse_video(file, str(video_id), entry, class_names) for video_id, entry in data["database"].items()}
     return UnavAnnotations(file, str(data.get("version", "")), videos, dict(sorted(class_names.items())))
+
+
+def unav_feature_folder(root: Path | str) -> Path:
+    """`root/av_features` when it exists (the UnAV layout), else `root` itself (all files in one folder)."""
+    root = Path(root)
+    if root.is_file():  # the annotation file itself was named: the corpus is its folder (or the one above annotations/)
+        root = root.parent.parent if root.parent.name == ANNOTATION_FOLDER else root.parent
+    return root / FEATURE_FOLDER if (root / FEATURE_FOLDER).is_dir() else root
+
+
+def feature_steps(duration: float) -> int:
+    """Feature steps of a video of `duration` seconds: 24-frame windows every 8 frames (at least 1)."""
+    frames = int(round(duration * FPS))
+    return max(1, (frames - WINDOW_FRAMES) // STEP_FRAMES + 1)
 
 
 def step_centres_seconds(steps: int) -> np.ndarray:
