@@ -108,4 +108,5 @@ def avvp(
 
 
 def register(app: typer.Typer) -> None:
+    __import__("mertk.cli.train_dave", fromlist=["register"]).register(train_app)
     app.add_typer(train_app, name="train")
