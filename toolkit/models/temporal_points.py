@@ -115,7 +115,7 @@ def soft_nms(
     padded = lambda values, fill: torch.full((len(groups), width), fill, dtype=values.dtype, device=values.device).index_put_((row, slot), values[order])  # noqa: E731
     start, end = padded(start_n, 0.0), padded(end_n, 0.0)
     score = padded(score_n, -1.0)
-    source = padded(order, -1)
+    source = padded(torch.arange(len(order), device=order.device), -1)  # input index of each slot
     alive = score > min_score
     kept_score = torch.full_like(score, -1.0)
     rows = torch.arange(len(groups), device=order.device)
