@@ -58,22 +58,29 @@ def _from_json(path: Path) -> EventTable:
     database = data.get("database", data.get("results")) if isinstance(data, dict) else None
     if not isinstance(database, dict):
         raise DaveEvaluationError(f'{path}: expected {{"database": {{video_id: [{{"segment", "label_id", "scores"}}]}}}}')
-    columns: dict[str, list] = {name: [] for name in PREDICTION_COLUMNS}
     for video_id, entries in database.items():
         if not isinstance(entries, list):
             raise DaveEvaluationError(f"{path}: video {video_id}: expected a list of predicted segments")
+    try:  # the fast path: whole columns at once; on any failure the slow path below names the row
+        pairs = [(video_id, entry) for video_id, entries in database.items() for entry in entries]
+        segments = np.array([entry["segment"] for _, entry in pairs], dtype=np.float64).reshape(len(pairs), 2)
+        labels = np.array([entry["label_id"] for _, entry in pairs])
+        scores = np.array([entry["scores"] if "scores" in entry else entry["score"] for _, entry in pairs], dtype=np.float64)
+        if len(pairs) and (labels.dtype.kind not in "iu"):
+            raise ValueError("label_id must be an integer")
+        return EventTable.from_columns([video_id for video_id, _ in pairs], labels.astype(np.int64), segments[:, 0], segments[:, 1], scores)
+    except (KeyError, TypeError, ValueError):
+        pass
+    for video_id, entries in database.items():
         for index, entry in enumerate(entries):
             try:
-                start, end = (float(v) for v in entry["segment"])
-                score = float(entry["scores"] if "scores" in entry else entry["score"])
-                label = entry["label_id"]
-                if isinstance(label, bool) or float(label) != int(label):
+                _start, _end = (float(v) for v in entry["segment"])
+                float(entry["scores"] if "scores" in entry else entry["score"])
+                if isinstance(entry["label_id"], bool) or not isinstance(entry["label_id"], int):
                     raise ValueError
             except (KeyError, TypeError, ValueError):
                 raise DaveEvaluationError(f"{path}: video {video_id}, prediction {index}: expected segment [s, e], integer label_id and scores") from None
-            for name, value in zip(PREDICTION_COLUMNS, (str(video_id), int(label), start, end, score)):
-                columns[name].append(value)
-    return EventTable.from_columns(columns["video_id"], columns["label_id"], columns["start"], columns["end"], columns["score"])
+    raise DaveEvaluationError(f"{path}: predictions of mixed types; expected segment [s, e], integer label_id and scores in every entry")
 
 
 def _from_parquet(path: Path) -> EventTable:
