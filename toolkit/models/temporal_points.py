@@ -112,10 +112,13 @@ def soft_nms(
     slot = torch.arange(len(order), device=order.device) - torch.repeat_interleave(first, counts)
     row = torch.repeat_interleave(torch.arange(len(groups), device=order.device), counts)
     width = int(counts.max())
-    padded = lambda values, fill: torch.full((len(groups), width), fill, dtype=values.dtype, device=values.device).index_put_((row, slot), values[order])  # noqa: E731
+
+    def padded(values: torch.Tensor, fill: float) -> torch.Tensor:  # (groups, width), group members in score order
+        return torch.full((len(groups), width), fill, dtype=values.dtype, device=values.device).index_put_((row, slot), values[order])
+
     start, end = padded(start_n, 0.0), padded(end_n, 0.0)
     score = padded(score_n, -1.0)
-    source = padded(torch.arange(len(order), device=order.device), -1)  # input index of each slot
+    source = padded(torch.arange(len(order), device=order.device), -1)  # input row of each slot
     alive = score > min_score
     kept_score = torch.full_like(score, -1.0)
     rows = torch.arange(len(groups), device=order.device)
