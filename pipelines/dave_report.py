@@ -56,7 +56,7 @@ def timeline_png(video_id: str, duration: float, truth: list[tuple[float, float,
     axis.invert_yaxis()
     axis.set_xlim(0, duration)
     axis.set_xlabel("seconds")
-    axis.set_title(f"{video_id}: ground truth (dark) vs predictions (blue, opacity = score >= {MIN_SHOWN_SCORE})", fontsize=9)
+    axis.set_title(f"{video_id}: ground truth (dark, upper) vs predictions with score >= {MIN_SHOWN_SCORE} (blue, lower; opacity = score)", fontsize=9)
     return figure_png(figure)
 
 
