@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from mertk.console import console
+from mertk.cli import train_dave
 
 train_app = typer.Typer(
     help="Train the bundled models from the pipelines' Parquet: `mer` (three experts, leave-one-subject-out) and `avvp` (hybrid-attention parser).",
@@ -117,4 +118,5 @@ def avvp(
 
 
 def register(app: typer.Typer) -> None:
+    train_dave.register(train_app)
     app.add_typer(train_app, name="train")
