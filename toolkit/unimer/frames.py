@@ -60,12 +60,24 @@ def is_truncated_jpeg(data: np.ndarray | bytes) -> bool:
 
 
 def curve_frame_numbers(sample: MerSample, points: int) -> list[int]:
-    """Up to `points` frames on disk from onset to offset, evenly spaced, both ends included."""
+    """Up to `points` frames on disk from onset to offset, evenly spaced in time, both ends included.
+
+    Times, not frame counts: the instants are spread evenly over onset..offset and each takes the
+    frame on disk nearest to it, so a corpus at 30 fps and one at 200 fps get curves over the same
+    span of the expression, and a gap in the numbering does not bunch the points."""
     available = [n for n in sample.frame_numbers if sample.onset_frame <= n <= sample.offset_frame]
     if len(available) <= points:
         return available
-    picks = np.linspace(0, len(available) - 1, points).round().astype(int)
-    return sorted({available[i] for i in picks})
+    numbers = np.asarray(available, dtype=np.float64)
+    instants = np.linspace(numbers[0], numbers[-1], points)  # frame numbers are time x fps
+    nearest = np.abs(numbers[None, :] - instants[:, None]).argmin(axis=1)
+    return sorted({available[i] for i in nearest})
+
+
+def frames_within(sample: MerSample, centre: int, seconds: float) -> list[int]:
+    """Frames on disk within `seconds` of frame `centre` (onset..offset), at the sample's frame rate."""
+    reach = seconds * sample.fps
+    return [n for n in sample.frame_numbers if sample.onset_frame <= n <= sample.offset_frame and abs(n - centre) <= reach]
 
 
 @dataclass
