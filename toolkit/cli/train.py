@@ -6,9 +6,8 @@ from typing import Optional
 
 import typer
 
-from mertk.cli import train_generator
+from mertk.cli import train_dave, train_generator
 from mertk.console import console
-from mertk.cli import train_dave
 
 train_app = typer.Typer(
     help="Train the bundled models from the pipelines' Parquet: `mer` (three experts, leave-one-subject-out) and `avvp` (hybrid-attention parser).",
@@ -118,9 +117,7 @@ def avvp(
     console.print(f"[green]done[/green]: best epoch {metrics['best_epoch']} -> {out}", highlight=False)
 
 
-train_generator.register(train_app)
-
-
 def register(app: typer.Typer) -> None:
     train_dave.register(train_app)
+    train_generator.register(train_app)
     app.add_typer(train_app, name="train")
