@@ -202,3 +202,15 @@ def test_migrate_labels_refuses_a_generator_of_other_features_in_one_line(chain,
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("error:") and "trained on han features" in line and "this run uses clip features" in line
     assert not list(tmp_path.glob("avvp_pseudo/*.parquet"))
+
+
+def test_generator_thresholds_calibrated_on_val_when_asked(chain, generator_run, tmp_path):
+    from mertk.shards.dataset import open_shards
+
+    checkpoint = generator_run / "checkpoints" / "generator.safetensors"
+    result = CliRunner().invoke(app, ["migrate-labels", "--llp", str(chain["llp"]), "--out", str(tmp_path), "--generator", str(checkpoint), "--calibrate", "val"])
+    assert result.exit_code == 0, result.output
+    rules = open_shards(tmp_path / "avvp_pseudo").manifest.summary["generator"]["threshold_rules"]
+    assert "calibrated on val" in set(rules["audio"].values()) | set(rules["visual"].values())
+    thresholds = open_shards(tmp_path / "avvp_pseudo").manifest.summary["generator"]["thresholds"]
+    assert all(t is None or 0 <= t <= 1 for m in ("audio", "visual") for t in thresholds[m].values())

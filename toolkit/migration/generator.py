@@ -10,14 +10,16 @@ of the segments of videos carrying / lacking the class), or the F1-best cut on t
 labels with calibrate="val". A class migrates where evidence >= threshold, inside the weak label
 only; its score is sigmoid((evidence - threshold) / temperature), 0 outside the weak label.
 
-The generator must have been trained on the run's features and classes (checked on load). It
-reads the pooled segments of the migration's segment cache (stored as float16).
+With `similarity` the labels are today's, unchanged (the pipeline labels as it does without a
+generator, and names the generator in the manifest). The generator must have been trained on the
+run's features and classes (checked on load, before the corpus is read). It reads the pooled
+segments of the migration's segment cache (stored as float16).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,22 +89,22 @@ def evidence_thresholds(
     evidence: dict[str, np.ndarray],
     weak_n_c: np.ndarray,
     rule: str,
-    val_truth: dict[str, np.ndarray] | None = None,
+    val_dense: dict[str, np.ndarray] | None = None,
     val_mask_n: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """Per modality: (25,) thresholds on the evidence and the rule that set each.
 
-    `val_truth`: {modality: (n, 25, 10) bool} dense labels (rows outside `val_mask_n` ignored)
+    `val_dense`: {modality: (n, 25, 10) bool} dense labels (rows outside `val_mask_n` ignored)
     for calibrate="val". Evidence e in [0, 1] is binned as 2e - 1 on the similarity histograms.
     """
     thresholds, rules = {}, {}
     for modality in MODALITIES:
         bins = SimilarityBins(dim=1, vectors=False)
-        truth = val_truth[modality] if val_truth is not None else None
+        truth = val_dense[modality] if val_dense is not None else None
         bins.add(2.0 * evidence[modality] - 1.0, weak_n_c, truth_n_c_t=truth, labelled_n=val_mask_n)
         cut = label_free_thresholds(bins.counts_c_b, bins.null_counts_c_b, rule)
         rule_names = [f"label-free ({rule})" if np.isfinite(t) else "never (class absent)" for t in cut]
-        if val_truth is not None:
+        if val_dense is not None:
             cut, rule_names = calibrated_thresholds(bins.positive_c_b, bins.negative_c_b, cut)
         thresholds[modality] = (np.asarray(cut, dtype=np.float64) + 1.0) / 2.0
         rules[modality] = rule_names
@@ -139,7 +141,7 @@ def label_with_generator(
     weak_n_c: np.ndarray,
     rule: str,
     temperature: float,
-    val_truth: dict[str, np.ndarray] | None = None,
+    val_dense: dict[str, np.ndarray] | None = None,
     val_mask_n: np.ndarray | None = None,
     block_videos: int = GENERATOR_BLOCK_VIDEOS,
 ) -> GeneratorLabels:
@@ -156,7 +158,7 @@ def label_with_generator(
         similarity = similarity_block(start, stop) if labeller.combine != "generator" else None
         for modality, values in combined_evidence(labeller.combine, probabilities, similarity).items():
             evidence[modality][start:stop] = values
-    thresholds, rules = evidence_thresholds(evidence, weak_n_c, rule, val_truth, val_mask_n)
+    thresholds, rules = evidence_thresholds(evidence, weak_n_c, rule, val_dense, val_mask_n)
     summary = {
         **labeller.describe(),
         "thresholds": {m: {name: (round(float(t), 4) if np.isfinite(t) else None) for name, t in zip(LLP_CLASSES, thresholds[m])} for m in MODALITIES},
