@@ -286,7 +286,7 @@ def test_cli_refuses_a_foreign_folder_and_unknown_scale(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     runner = CliRunner()
     result = runner.invoke(app, ["sample-data", "casme2", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "is not empty" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "not empty" in " ".join(result.output.split())
     assert (tmp_path / "notes.txt").read_text() == "mine"
     result = runner.invoke(app, ["sample-data", "casme2", "--out", str(tmp_path / "x"), "--scale", "huge"])
     assert result.exit_code == 2 and "huge" in result.output

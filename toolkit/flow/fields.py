@@ -3,9 +3,9 @@
 A flow field is float32 (H, W, 2): per pixel the displacement (u = x right, v = y down) in
 pixels that carries the first image onto the second. Estimators are OpenCV's:
   dis        DIS (Kroeger et al. 2016), preset FAST taken down to pyramid level 1 (as MEDIUM)
-             with one variational refinement iteration (default). On 224 px face crops it is
-             1.8x cheaper than preset MEDIUM and a little closer to the planted field (endpoint
-             error 0.069 against 0.076 px in benchmarks/bench_build_unimer.py)
+             with one variational refinement iteration (default): cheaper than preset MEDIUM on
+             face crops and a little closer to the planted field (figures: README, measured by
+             benchmarks/bench_build_unimer.py)
   dis_medium DIS preset MEDIUM as OpenCV defines it
   dis_light  `dis` without variational refinement and with patches every 5 px instead of 4: the
              default of the motion curve (112 px crop), which only has to place the peak in
@@ -69,7 +69,7 @@ def _tvl1() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         raise FlowMethodError("flow method 'tvl1' needs OpenCV's contrib module optflow (opencv-contrib-python-headless)")
     engine = cv2.optflow.DualTVL1OpticalFlow_create()
     # Face crops and sub-pixel motion need neither 5 pyramid levels nor 30 inner iterations:
-    # these settings are 4x faster than OpenCV's defaults at about the same endpoint error.
+    # these settings are much cheaper than OpenCV's defaults at about the same endpoint error.
     engine.setScalesNumber(3)
     engine.setWarpingsNumber(3)
     engine.setEpsilon(0.02)

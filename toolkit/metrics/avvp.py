@@ -111,8 +111,8 @@ _ONES_T = np.ones(NUM_SEGMENTS, np.uint8)
 
 
 def _active_segments(active_v_c_t: np.ndarray) -> np.ndarray:
-    """(videos, classes) int64: active segments per row; a product with ones is 3x faster than
-    numpy's sum over a short last axis of bools."""
+    """(videos, classes) int64: active segments per row; a product with ones is cheaper than
+    numpy's sum over a short last axis of bools (benchmarks/bench_metrics.py)."""
     return (active_v_c_t.view(np.uint8) @ _ONES_T).astype(np.int64)
 
 

@@ -56,12 +56,12 @@ import numpy as np
 
 from mertk.au.facs import AU_TABLE, SIDES, AuLabel, format_au_labels, parse_au_string, region_box
 from mertk.face.landmarks import find_face, to_gray
+from mertk.sample_data.folder import INFO_NAME, SampleDataError, prepare_sample_folder
 
 SHEET_NAME = "CASME2-coding-20140508.xlsx"
 FRAMES_FOLDER = "CASME2_RAW_selected"
 GROUND_TRUTH_NAME = "ground_truth.parquet"
 GROUND_TRUTH_FLOW_FOLDER = "ground_truth_flow"
-INFO_NAME = "mertk_sample.json"
 # Real column order; None = an empty-header column (pandas: "Unnamed: 2", "Unnamed: 6").
 SHEET_COLUMNS = (
     "Subject",
@@ -106,10 +106,6 @@ EXTRA_AU_CANDIDATES = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
 
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FIXED_DOC_TIME = "2014-05-08T00:00:00Z"
-
-
-class SampleDataError(RuntimeError):
-    """The corpus cannot be generated with these parameters."""
 
 
 @dataclass(frozen=True)
@@ -833,19 +829,7 @@ def generate_casme2(
 
 def prepare_out_dir(out_dir: Path) -> None:
     """Create `out_dir`; a previous generated corpus there is replaced, any other content is refused."""
-    import shutil
-
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SampleDataError(f"{out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / INFO_NAME).is_file():
-            raise SampleDataError(f"{out_dir} is not empty and holds no generated corpus ({INFO_NAME}); choose an empty or new folder")
-        for name in (FRAMES_FOLDER, GROUND_TRUTH_FLOW_FOLDER):
-            if (out_dir / name).is_dir():
-                shutil.rmtree(out_dir / name)
-        for name in (SHEET_NAME, GROUND_TRUTH_NAME, INFO_NAME):
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_sample_folder(out_dir, (FRAMES_FOLDER, GROUND_TRUTH_FLOW_FOLDER, SHEET_NAME, GROUND_TRUTH_NAME), "CASME II")
 
 
 def _iod(points_68_2: np.ndarray) -> float:
