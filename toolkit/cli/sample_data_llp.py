@@ -20,6 +20,11 @@ def sample_llp(
     ),
     source: Path = typer.Option(None, "--source", help="Folder of the real LLP CSVs (default: the shared copy)."),
     no_features: bool = typer.Option(False, "--no-features", help="Write only the CSVs, truth and text anchors."),
+    layout: str = typer.Option("videos", "--layout", help="videos (one .npy per video and extractor, LLP's layout) or shards (shards/features-*.parquet of many videos; --videos may exceed LLP's 11849)."),
+    shard_videos: int = typer.Option(1000, "--shard-videos", help="Videos per shard file (--layout shards)."),
+    shard_format: str = typer.Option("parquet", "--shard-format", help="parquet or npy (--layout shards)."),
+    shard_features: str = typer.Option("all", "--shard-features", help="Feature parts in the shards: all, han (vggish, res152, r2plus1d_18) or clip (CLIP, CLAP)."),
+    shard_dtype: str = typer.Option("float16", "--shard-dtype", help="float16 or float32 vectors (--layout shards)."),
 ) -> None:
     """Write a deterministic LLP corpus: real CSVs (subset), planted features, and the full truth beside them.
 
@@ -27,6 +32,17 @@ def sample_llp(
     """
     from mertk.sample_data.llp import REAL_LLP, SampleLlpError, make_sample_llp
 
+    if layout == "shards":
+        from mertk.sample_data.llp_shards import ShardLayoutOptions, make_sample_llp_shards
+
+        options = ShardLayoutOptions(shard_videos, shard_features, shard_format, shard_dtype)
+        summary = make_sample_llp_shards(out, videos=videos or train + val + test, seed=seed, options=options, source=source or REAL_LLP)
+        counts = ", ".join(f"{n} {split}" for split, n in summary.videos.items())
+        console.print(f"wrote {summary.out}: {counts} videos in {summary.feature_files} feature shards")
+        return
+    if layout != "videos":
+        console.print(f"[red]error:[/red] --layout must be videos or shards, not {layout!r}")
+        raise typer.Exit(2)
     try:
         summary = make_sample_llp(
             out, seed=seed, train=train, val=val, test=test, videos=videos,
