@@ -178,3 +178,17 @@ class RayExecutor:
 
         self._run(_apply, function, {i: (item,) for i, item in enumerate(items)}, lambda i: f"task {i}", done)
         return [results[i] for i in range(len(items))]
+
+
+EXECUTORS = ("local", "ray")
+
+
+def open_executor(kind: str, address: str | None = None, workers: int | None = None) -> Any:
+    """A context manager giving the executor for `--executor kind`: None (this machine) or a RayExecutor."""
+    import contextlib
+
+    if kind == "local":
+        return contextlib.nullcontext(None)
+    if kind == "ray":
+        return RayExecutor(address, workers)
+    raise InputError(f"--executor must be one of {', '.join(EXECUTORS)}, not {kind!r}")

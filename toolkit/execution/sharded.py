@@ -200,3 +200,21 @@ def _load_complete_state(out_dir: Path, state_dir: Path, schema: Schema, index: 
     if not isinstance(state, dict) or state.get("sha256") != file_sha256(shard_path):
         return None
     return state
+
+
+def map_ordered(
+    function: Callable[[Any], Any],
+    items: Sequence[Any],
+    executor: Any = None,
+    description: str = "tasks",
+    progress: bool = True,
+) -> list[Any]:
+    """[function(item) for item in items], here or on `executor` (see run_sharded); results in order."""
+    with progress_bar(len(items), description, enabled=progress) as advance:
+        if executor is not None:
+            return executor.map_ordered(function, items, advance)
+        results = []
+        for item in items:
+            results.append(function(item))
+            advance(1)
+        return results
