@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from mertk.execution.pools import process_pool
 
 
 def ensure_corpus(cache: Path) -> Path:
@@ -44,27 +45,23 @@ def ensure_corpus(cache: Path) -> Path:
         return cache
     print(f"generating the CASME II-scale corpus into {cache} (once) ...", flush=True)
     started = time.perf_counter()
-    generate_casme2(cache, SCALES["casme2"])
+    generate_casme2(cache, SCALES["casme2"], workers=2)
     print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
     return cache
 
 
-def _decode_chunk(jobs: list[tuple[str, bool]]) -> int:
+def _decode_chunk(jobs: list[tuple[str, bool]]) -> float:
+    """Decode the frames as the build does; returns the CPU seconds this process spent on them."""
     cv2.setNumThreads(1)
-    total = 0
+    started = time.process_time()
     for path, half in jobs:
-        image = cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_2 if half else cv2.IMREAD_GRAYSCALE)
-        total += image.size
-    return total
+        cv2.imread(path, cv2.IMREAD_REDUCED_GRAYSCALE_2 if half else cv2.IMREAD_GRAYSCALE)
+    return time.process_time() - started
 
 
-def cpu_seconds() -> float:
-    """User + system CPU of this process and of its finished children (pool workers once joined)."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
+def _worker_ready(wait_s: float) -> int:
+    time.sleep(wait_s)  # keeps this worker busy so that the next task starts another one
+    return os.getpid()
 
 
 def decode_seconds(jobs: list[tuple[str, bool]], workers: int) -> float:
@@ -72,20 +69,27 @@ def decode_seconds(jobs: list[tuple[str, bool]], workers: int) -> float:
 
 
 def decode_seconds_and_cpu(jobs: list[tuple[str, bool]], workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds (all processes) to decode `jobs` in `workers` processes, the
+    processes already started: the decoding alone, with as many processes as the build."""
     chunks = [jobs[i::workers] for i in range(workers)]
-    cpu = cpu_seconds()
-    started = time.perf_counter()
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(_decode_chunk, chunks))
-    else:
-        _decode_chunk(jobs)
-    return time.perf_counter() - started, cpu_seconds() - cpu
+    if workers == 1:
+        started = time.perf_counter()
+        cpu = _decode_chunk(jobs)
+        return time.perf_counter() - started, cpu
+    # Started from the fork server: this process has run OpenCV's thread pool (generating the
+    # corpus, the flow figures), and a worker forked from it could block on a lock those
+    # threads held.
+    with process_pool(workers) as pool:
+        while len(set(pool.map(_worker_ready, [0.2] * workers))) < workers:
+            pass
+        started = time.perf_counter()
+        cpu = sum(pool.map(_decode_chunk, chunks))
+        return time.perf_counter() - started, cpu
 
 
 BUILD_IN_FRESH_PROCESS = """
 import json, resource, sys, time
-from mertk.pipelines.unimer import UnimerParameters, build_unimer
+from mertk.pipelines.build_unimer import UnimerParameters, build_unimer
 
 def cpu():
     return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
@@ -93,7 +97,12 @@ def cpu():
 corpus, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cpu_before, started = cpu(), time.perf_counter()
 run = build_unimer(corpus, out, UnimerParameters(flow_method="dis"), workers=workers, progress=False)
-wall, cpu_used = time.perf_counter() - started, cpu() - cpu_before
+wall = time.perf_counter() - started
+# The pool's workers are children of the fork server, which reaped them: once it is stopped (and
+# reaped here), their CPU time is in this process' RUSAGE_CHILDREN.
+import multiprocessing.forkserver
+multiprocessing.forkserver._forkserver._stop()
+cpu_used = cpu() - cpu_before
 jobs = []  # the frames the build decoded: onset and apex at full size, the curve frames at half size
 for m in run.measurements:
     s = m.sample
@@ -172,7 +181,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from mertk.corpora.casme2 import read_casme2
-    from mertk.pipelines.unimer import truth_agreement
+    from mertk.sample_data.casme2_truth import truth_agreement
 
     corpus = ensure_corpus(args.cache)
     results: dict = {"corpus": str(corpus)}

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mertk.cli.app import app
 from mertk.export import ExportError, export_instructions
-from mertk.pipelines.unimer import UnimerParameters, build_unimer
+from mertk.pipelines.build_unimer import UnimerParameters, build_unimer
 
 CORPUS = Path(__file__).resolve().parents[1] / "sample_data" / "casme2"
 

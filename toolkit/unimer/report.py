@@ -10,9 +10,8 @@ import base64
 import html
 import re
 from collections import Counter, defaultdict
-from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -22,12 +21,14 @@ from mertk.flow.draw import face_with_motion, flow_picture
 from mertk.shards.layout import REPORT_NAME
 from mertk.report.html import img, png_bytes, table, write_page
 from mertk.shards.manifest import Manifest
+from mertk.unimer.measure import SampleMeasurement
+from mertk.unimer.rows import sample_caption
 
 PICTURE_SIZE = 224
 
 
-# Corpus charts are drawn with OpenCV: importing and running matplotlib cost about a second,
-# a tenth of a whole CASME II build.
+# Charts are drawn with OpenCV rather than matplotlib, whose import and first figure cost more
+# than the rest of the report.
 _INK, _GRID = (60, 60, 60), (225, 225, 225)
 _GREEN, _RED, _BLUE = (136, 170, 68), (102, 102, 204), (204, 136, 102)  # BGR of #4a8, #c66, #68c
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -211,22 +212,20 @@ def _sample_card(m, row: dict, crop_size: int) -> str:
     return "".join(parts)
 
 
-def draw_sample_cards(measurements: Sequence, bins: IntensityBins, crop_size: int) -> list[str]:
+def draw_sample_cards(measurements: Sequence[SampleMeasurement], bins: IntensityBins, crop_size: int) -> list[str]:
     """The report's per-sample cards (HTML with embedded pictures), captions as in the shards."""
-    from mertk.pipelines.unimer import sample_caption
-
     return [_sample_card(m, {"caption": sample_caption(m, bins)}, crop_size) for m in measurements]
 
 
-def start_sample_cards(executor: Executor, measurements: Sequence, bins: IntensityBins, crop_size: int, jobs: int = 8) -> list[Future]:
-    """`draw_sample_cards` in `jobs` parts on a process pool (the pictures are most of the report's cost)."""
-    size = max(1, -(-len(measurements) // jobs))
-    return [executor.submit(draw_sample_cards, measurements[i : i + size], bins, crop_size) for i in range(0, len(measurements), size)]
-
-
-def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifest, bins: IntensityBins, cards: Sequence[Future] | None = None) -> Path:
-    """OUT/unimer/_report.html; `cards`: the sample cards being drawn (`start_sample_cards`),
-    collected last; without them the cards are drawn here."""
+def write_unimer_report(
+    out_dir: Path,
+    measurements: Sequence[SampleMeasurement],
+    manifest: Manifest,
+    bins: IntensityBins,
+    cards: Iterable[list[str]] | None = None,
+) -> Path:
+    """OUT/unimer/_report.html. `cards`: the sample cards' HTML, in sample order, in parts (drawn
+    elsewhere, e.g. by a pool while the shards were written); without them they are drawn here."""
     crop_size = int(manifest.parameters.get("crop_size", 224))
     summary = manifest.summary
     overview = table(
@@ -246,5 +245,5 @@ def write_unimer_report(out_dir: Path, measurements: Sequence, manifest: Manifes
     if manifest.rejections:
         sections.append("<h2>Rejections</h2>" + table(["input", "reason"], [(r["input"], r["reason"]) for r in manifest.rejections]))
     sections.append("<h2>Samples</h2><p class='muted'>Boxes: facial regions (green: a labelled AU the flow supports). Arrows: onset→apex flow. Colour picture: hue = direction, brightness = magnitude. Curve: onset→t motion, green line = apex.</p>")
-    sections += [card for job in cards for card in job.result()] if cards is not None else draw_sample_cards(measurements, bins, crop_size)
+    sections += [card for part in cards for card in part] if cards is not None else draw_sample_cards(measurements, bins, crop_size)
     return write_page(out_dir / REPORT_NAME, "Uni-MER build report", sections)
