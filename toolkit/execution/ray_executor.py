@@ -18,12 +18,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mertk.errors import InputError, RunError
-from mertk.execution.sharded import check_every_input_accounted, write_shard_and_state
-from mertk.shards.manifest import ShardResult, shard_name
-from mertk.shards.schema import Schema
+
+if TYPE_CHECKING:  # the shard machinery (and pyarrow) loads only when shards run: the CLI imports EXECUTORS
+    from mertk.shards.manifest import ShardResult
+    from mertk.shards.schema import Schema
+
+EXECUTORS = ("local", "ray")
 
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention: the cluster a driver joins by default
 TASK_RETRIES = 3  # times a shard whose worker was lost is run again before the run stops
@@ -60,6 +63,8 @@ def _shared(reference: Any) -> Any:
 def _process_and_write(shared: list, out_dir: str, schema: Schema, index: int, chunk: list, fingerprint: str) -> dict[str, Any]:
     """One task: label one shard and write it and its state file (the reference comes wrapped in a
     list so that Ray hands it over unresolved, and the worker resolves it once)."""
+    from mertk.execution.sharded import check_every_input_accounted, write_shard_and_state
+
     process_shard = _shared(shared[0])
     result: ShardResult = process_shard(chunk)
     check_every_input_accounted(schema, index, len(chunk), result)
@@ -157,6 +162,8 @@ class RayExecutor:
         advance: Callable[[int], None],
     ) -> dict[int, dict[str, Any]]:
         """Label and write every shard of `chunks` on the cluster; their states, by shard index."""
+        from mertk.shards.manifest import shard_name
+
         states: dict[int, dict[str, Any]] = {}
 
         def done(index: int, state: dict[str, Any]) -> None:
@@ -178,9 +185,6 @@ class RayExecutor:
 
         self._run(_apply, function, {i: (item,) for i, item in enumerate(items)}, lambda i: f"task {i}", done)
         return [results[i] for i in range(len(items))]
-
-
-EXECUTORS = ("local", "ray")
 
 
 def open_executor(kind: str, address: str | None = None, workers: int | None = None) -> Any:

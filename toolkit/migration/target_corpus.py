@@ -201,6 +201,19 @@ def neighbour_indexes(
     return indexes, summary
 
 
+def bank_unit_rows(read: Any, model: Any, block_videos: int) -> dict[str, np.ndarray]:
+    """{modality: (bank segments, dim) float32} unit rows of the labelled corpus (its own normalisation)."""
+    rows = {}
+    for modality in MODALITIES:
+        normaliser = model.modality(modality).normaliser
+        out = np.empty((read.cache.videos * NUM_SEGMENTS, read.cache.dims[modality]), dtype=np.float32)
+        for start in range(0, read.cache.videos, block_videos):
+            stop = min(start + block_videos, read.cache.videos)
+            out[start * NUM_SEGMENTS : stop * NUM_SEGMENTS] = normaliser(read.cache.read(modality, start, stop)).reshape(-1, out.shape[1])
+        rows[modality] = out
+    return rows
+
+
 @dataclass(frozen=True)
 class KnnContext:
     """Everything `knn_shard` needs; put once in the object store by the Ray executor."""
@@ -211,6 +224,23 @@ class KnnContext:
     bank_labels: dict[str, np.ndarray]  # modality -> (bank rows, 25) bool, vocabulary-mapped
     neighbours: int
     vote_threshold: float
+
+
+def knn_context(
+    source: TargetSource,
+    statistics: TargetStatistics,
+    target_segments: int,
+    bank_rows: dict[str, np.ndarray],
+    bank_labels: dict[str, np.ndarray],
+    requested_index: str,
+    neighbours: int,
+    vote_threshold: float,
+) -> tuple[KnnContext, dict[str, Any]]:
+    """The per-shard context of a target run (target normalisers, bank indexes) and the index summary."""
+    normalisers = {m: statistics.stats[m].frozen() for m in MODALITIES}
+    sample = {m: normalisers[m](statistics.sample[m]) for m in MODALITIES}
+    indexes, summary = neighbour_indexes(bank_rows, bank_labels, sample, target_segments, requested_index, neighbours, vote_threshold)
+    return KnnContext(source, normalisers, indexes, bank_labels, neighbours, vote_threshold), summary
 
 
 def knn_labels(context: KnnContext, arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
