@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import shared_data_folder
+
 from mertk.corpora.llp_annotations import (
     LLP_CLASS_INDEX,
     LLP_CLASSES,
@@ -19,10 +21,8 @@ from mertk.corpora.llp_annotations import (
     require_annotation_file,
 )
 
-LLP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llp"
-if not LLP.is_dir():
-    LLP = Path("/work/shared/data/llp")
-needs_llp = pytest.mark.skipif(not (LLP / "AVVP_train.csv").is_file(), reason="real LLP annotation files not present")
+LLP = shared_data_folder("llp") or Path("absent")
+needs_llp = pytest.mark.skipif(not (LLP / "AVVP_train.csv").is_file(), reason="needs the real LLP files in ../shared/data/llp (absent in a fresh clone)")
 
 
 def test_classes_in_design_order():

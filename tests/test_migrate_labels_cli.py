@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +15,12 @@ from typer.testing import CliRunner
 
 import mertk.pipelines.label_migration as label_migration
 from mertk.cli.app import app
-from mertk.pipelines.label_migration import MigrationConfig, migrate_labels
+from mertk.migration.config import MigrationConfig, VideoUnit
+from mertk.migration.evaluate import dense_truth
+from mertk.pipelines.label_migration import migrate_labels
 from mertk.sample_data.llp import make_sample_llp
 from mertk.shards.dataset import read_shards
+from tests.conftest import invoke_mertk
 
 runner = CliRunner()
 
@@ -27,11 +33,11 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def run_cli(*args: str):
-    return runner.invoke(app, ["migrate-labels", *args])
+    return invoke_mertk("migrate-labels", *args)
 
 
-def manifest(out: Path, *parts: str) -> dict:
-    return json.loads((out.joinpath("avvp_pseudo", *parts) / "_manifest.json").read_text())
+def manifest(out: Path, folder: str = "avvp_pseudo") -> dict:
+    return json.loads((out / folder / "_manifest.json").read_text())
 
 
 def gains(data: dict, split: str) -> dict[str, float]:
@@ -131,6 +137,11 @@ def test_nothing_usable_is_a_clear_error(tmp_path: Path):
     assert run_cli("--llp", str(tmp_path), "--features", "vgg").exit_code == 2
     assert run_cli("--llp", str(tmp_path), "--calibrate", "test").exit_code == 2
     assert run_cli("--llp", str(tmp_path), "--threshold-rule", "median").exit_code == 2
+    for option, value in (("--workers", "0"), ("--neighbours", "0"), ("--refine", "-1"), ("--fit-videos", "-5")):
+        refused = run_cli("--llp", str(tmp_path), option, value)
+        assert refused.exit_code == 2 and option in refused.output, (option, refused.output)
+    sample = invoke_mertk("sample-data", "llp", "--out", str(tmp_path / "s"), "--videos", "0")
+    assert sample.exit_code == 2 and "--videos" in sample.output and not (tmp_path / "s").exists()
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -183,11 +194,11 @@ def test_target_corpus_recovers_planted_labels_better_than_chance(corpus: Path, 
     vocabulary.write_text(json.dumps({"Cat": None}))
     result = run_cli("--llp", str(corpus), "--out", str(tmp_path / "out"), "--target", str(target), "--vocabulary", str(vocabulary))
     assert result.exit_code == 0, result.output
-    data = manifest(tmp_path / "out", "target")
+    data = manifest(tmp_path / "out", "avvp_target")
     assert data["inputs_written"] == 16 and data["rows_written"] == 320
     knn, chance = data["summary"]["knn"]["segment"], data["summary"]["chance"]["segment"]
     assert knn["type"] > chance["type"] + 20, (knn, chance)
-    table = read_shards(tmp_path / "out" / "avvp_pseudo" / "target")
+    table = read_shards(tmp_path / "out" / "avvp_target")
     assert set(table.column("split").to_pylist()) == {"target"}
     assert "Cat" not in {label for labels in table.column("labels").to_pylist() for label in labels}
     assert runner.invoke(app, ["validate", str(tmp_path / "out")]).exit_code == 0
@@ -209,7 +220,8 @@ def test_sample_corpus_gains_at_least_ten_points(tmp_path_factory, features: str
 
 
 def test_fit_sample_is_even_and_keeps_val_when_calibrating():
-    from mertk.pipelines.label_migration import VideoUnit, fit_sample
+    from mertk.migration.config import VideoUnit
+    from mertk.migration.fit import fit_sample
 
     units = [VideoUnit(i, f"v{i:010d}_0_10", f"v{i:010d}", "val" if i % 7 == 0 else "train", (0,)) for i in range(100)]
     assert list(fit_sample(units, 0, "none")) == list(range(100))
@@ -241,8 +253,8 @@ def test_dense_truth_read_once_equals_each_split_read_alone(corpus: Path, tmp_pa
     if truth == "eval":
         for name in ("ground_truth_audio.csv", "ground_truth_visual.csv"):
             (root / name).unlink()
-    videos, _ = read_llp_videos(root)
-    units = [label_migration.VideoUnit(i, v.filename, v.video_id, v.split, v.label_indices) for i, v in enumerate(videos)]
+    videos = read_llp_videos(root).videos
+    units = [VideoUnit(i, v.filename, v.video_id, v.split, v.label_indices) for i, v in enumerate(videos)]
     by_split = {split: [u.filename for u in units if u.split == split] for split in ("train", "val", "test")}
     files = {m: root / (f"ground_truth_{m}.csv" if truth == "ground_truth" else f"AVVP_eval_{m}.csv") for m in ("audio", "visual")}
     # Defects of every kind, for videos of each split (val and test carry eval rows in both layouts).
@@ -256,7 +268,7 @@ def test_dense_truth_read_once_equals_each_split_read_alone(corpus: Path, tmp_pa
     with open(files["visual"], "a", encoding="utf-8") as handle:
         handle.write("\n".join(extra[1::2]) + "\n")
 
-    once = label_migration.dense_truth(root, units)
+    once = dense_truth(root, units)
     assert set(once) == ({"train", "val", "test"} if truth == "ground_truth" else {"val", "test"})
     for split, (rows, dense, _) in once.items():
         others = [u.filename for u in units if u.split != split]
@@ -284,3 +296,52 @@ def test_splits_scored_while_labelling_equal_the_scores_computed_at_the_end(corp
     # As JSON: per-class F1 of a class absent from a split is NaN, which never equals itself.
     assert json.dumps(with_early.scores, sort_keys=True) == json.dumps(at_end.scores, sort_keys=True)
     assert manifest(tmp_path / "early")["summary"] == manifest(tmp_path / "end")["summary"]
+
+
+def run_mertk_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m mertk ARGS` in a fresh process, as a user runs it (the real failure handler)."""
+    return subprocess.run([sys.executable, "-m", "mertk", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_damaged_state_file_is_one_line_and_the_shard_is_redone(corpus: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert run_cli("--llp", str(corpus), "--out", str(out)).exit_code == 0
+    whole = digests(out / "avvp_pseudo")
+    (state,) = sorted((out / "avvp_pseudo" / "_state").glob("*.json"))
+    for damage in ('{"fingerprint": ', json.dumps({"sha256": "x"})):  # truncated; valid JSON but not what a run writes
+        state.write_text(damage)
+        done = run_mertk_process("migrate-labels", "--llp", str(corpus), "--out", str(out), cwd=tmp_path)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        lines = [line for line in done.stderr.splitlines() if str(state) in line]
+        assert len(lines) == 1 and "damaged state file" in lines[0], done.stderr
+        assert digests(out / "avvp_pseudo") == whole
+        assert json.loads(state.read_text())["sha256"] != "x"  # rewritten
+
+
+def test_unwritable_out_is_one_line(corpus: Path, tmp_path: Path, monkeypatch):
+    """In process: the output folder refuses the write (a read-only disk, or permissions)."""
+    original = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if "readonly" in str(self):
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    result = run_cli("--llp", str(corpus), "--out", str(tmp_path / "readonly"))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == f"error: {tmp_path / 'readonly' / 'avvp_pseudo'}: permission denied (is the output folder writable?)"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="file permissions do not stop root (or non-POSIX systems)")
+def test_read_only_out_through_the_command_is_one_line(corpus: Path, tmp_path: Path):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        done = run_mertk_process("migrate-labels", "--llp", str(corpus), "--out", str(out), cwd=tmp_path)
+    finally:
+        out.chmod(0o755)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "permission denied" in errors[0] and str(out) in errors[0]

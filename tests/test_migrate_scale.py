@@ -26,7 +26,7 @@ def corpora(tmp_path_factory) -> tuple[Path, Path]:
     bank = tmp_path_factory.mktemp("bank")
     make_sample_llp(bank, seed=0, train=24, val=8, test=8, source=SOURCE, progress=False)
     target = tmp_path_factory.mktemp("target") / "corpus"
-    options = ShardLayoutOptions(videos_per_shard=9, features="han", dtype="float32")
+    options = ShardLayoutOptions(videos_per_shard=9, features="all", dtype="float32")
     make_sample_llp_shards(target, videos=30, seed=4, options=options, source=SOURCE, progress=False)
     return bank, target
 

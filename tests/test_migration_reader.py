@@ -14,7 +14,7 @@ from mertk.corpora.llp_features import (
     read_llp_videos,
     read_segment_embeddings,
 )
-from mertk.sample_data.llp import REAL_LLP, make_sample_llp
+from mertk.sample_data.llp import annotation_source, make_sample_llp
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,9 @@ def test_each_broken_file_names_the_file(tmp_path: Path, case: str, reason: str)
 
 
 def test_reads_the_real_csvs_as_they_are():
-    videos, bad = read_llp_videos(REAL_LLP)
+    with annotation_source(None) as real_llp:  # the real files, as the package ships them
+        listing = read_llp_videos(real_llp)
+    videos, bad = listing.videos, listing.rejections
     assert len(videos) == 11849 and bad == []
     assert {v.split for v in videos} == {"train", "val", "test"}
     first = videos[0]
@@ -98,7 +100,8 @@ def test_reads_the_real_csvs_as_they_are():
 def test_duplicate_and_bad_rows_are_returned_not_raised(tmp_path: Path):
     (tmp_path / "AVVP_train.csv").write_text("filename\tevent_labels\nBjCEufrlXm4_20_30\tSpeech,Dog\nxxxxxxxxxxx_0_10\tNotAClass\n")
     (tmp_path / "AVVP_val_pd.csv").write_text("filename\tevent_labels\nBjCEufrlXm4_20_30\tSpeech\n")
-    videos, bad = read_llp_videos(tmp_path)
+    listing = read_llp_videos(tmp_path)
+    videos, bad = listing.videos, listing.rejections
     assert [v.filename for v in videos] == ["BjCEufrlXm4_20_30"]
     reasons = " | ".join(row.reason for row in bad)
     assert "NotAClass" in reasons and "already listed in split train" in reasons
@@ -107,7 +110,7 @@ def test_duplicate_and_bad_rows_are_returned_not_raised(tmp_path: Path):
 def test_block_reader_matches_the_per_video_reader_and_rejects_per_video(corpus: Path, tmp_path: Path):
     import shutil
 
-    from mertk.corpora.llp_features import BlockReader
+    from mertk.execution.blocks import BlockReader
 
     copy = tmp_path / "copy"
     shutil.copytree(corpus / "feats", copy / "feats")
@@ -144,7 +147,7 @@ def test_block_reader_matches_the_per_video_reader_and_rejects_per_video(corpus:
 
 
 def test_cast_float_is_numpy_astype_bit_for_bit():
-    from mertk.corpora.llp_features import cast_float
+    from mertk.execution.blocks import cast_float
 
     values = np.random.default_rng(0).normal(size=(30, 257)).astype(np.float32)
     values[0, :6] = [-0.0, 7e4, -7e4, 1e-6, 3e-8, np.inf]  # overflow, subnormal and zero halves

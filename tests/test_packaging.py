@@ -14,7 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_wheel_carries_pipelines_and_schemas(tmp_path: Path):
     source = tmp_path / "src"
     # Build from a copy: a build inside the checkout would leave build/ behind for everyone else.
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "out", "build", "*.egg-info", "sample_data", "tests"))
+    skipped = shutil.ignore_patterns(".venv", ".git", "out", "build", "*.egg-info")
+    # the top-level sample corpora and tests only: toolkit/sample_data is the package's own
+    ignore = lambda folder, names: set(skipped(folder, names)) | ({"sample_data", "tests"} & set(names) if Path(folder) == REPO else set())  # noqa: E731
+    shutil.copytree(REPO, source, ignore=ignore)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(source)],
         check=True,
@@ -27,6 +30,7 @@ def test_wheel_carries_pipelines_and_schemas(tmp_path: Path):
     assert "mertk/schemas/README.md" in names
     assert "mertk/pipelines/__init__.py" in names
     assert "mertk/cli/app.py" in names and "mertk/shards/manifest.py" in names
+    assert "mertk/sample_data/llp.py" in names and "mertk/sample_data/data/llp/AVVP_train.csv.gz" in names  # fresh clone: no ../shared
     assert not any(name.startswith(("toolkit/", "tests/")) for name in names)
 
 

@@ -188,8 +188,11 @@ def test_path_that_does_not_exist_exits_2(tmp_path: Path):
 
 def test_every_real_llp_filename_fits_the_filename_pattern(tmp_path: Path):
     """The real corpus has a few filenames with decimal times (e.g. AP0061o0Nvk_101.8_111.8)."""
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llp" / "AVVP_dataset_full.csv"
-    names = [line.split("\t")[0] for line in real.read_text().splitlines()[1:]]
+    from mertk.sample_data.llp import annotation_source
+
+    with annotation_source(None) as real:  # the real annotation files, as the package ships them
+        names = [line.split("\t")[0] for split in ("train", "val_pd", "test_pd") for line in (real / f"AVVP_{split}.csv").read_text().splitlines()[1:]]
+    assert len(names) == 11_849
     assert any("." in name for name in names)
     rows = [dict(good_rows(1)[0], filename=name, video_id=name[:11]) for name in names]
     code, report = run_validate(str(write_raw(tmp_path / "real.parquet", PSEUDO.table_from_rows(rows))))

@@ -2,55 +2,58 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from mertk.console import console
+from mertk.sample_data.llp import DEFAULT_SIZES, REAL_SPLIT_SIZES, make_sample_llp
+from mertk.sample_data.llp_shards import (
+    LAYOUTS,
+    SHARD_DTYPES,
+    SHARD_FEATURE_SETS,
+    SHARD_FORMATS,
+    ShardLayoutOptions,
+    make_sample_llp_shards,
+)
+
+LLP_VIDEOS = sum(REAL_SPLIT_SIZES.values())
 
 
 def sample_llp(
-    out: Path = typer.Option(..., "--out", help="Folder to write the corpus into (created if needed)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the corpus into: new, empty, or one this command wrote before (anything else is refused)."),
     seed: int = typer.Option(0, "--seed", help="Seed of backgrounds, noise and synthesised train timelines."),
-    train: int = typer.Option(200, "--train", help="Train videos (a prefix of AVVP_train.csv)."),
-    val: int = typer.Option(60, "--val", help="Val videos (a prefix of AVVP_val_pd.csv)."),
-    test: int = typer.Option(60, "--test", help="Test videos (a prefix of AVVP_test_pd.csv)."),
+    train: int = typer.Option(DEFAULT_SIZES["train"], "--train", min=0, max=REAL_SPLIT_SIZES["train"], help="Train videos (a prefix of AVVP_train.csv)."),
+    val: int = typer.Option(DEFAULT_SIZES["val"], "--val", min=0, max=REAL_SPLIT_SIZES["val"], help="Val videos (a prefix of AVVP_val_pd.csv)."),
+    test: int = typer.Option(DEFAULT_SIZES["test"], "--test", min=0, max=REAL_SPLIT_SIZES["test"], help="Test videos (a prefix of AVVP_test_pd.csv)."),
     videos: Optional[int] = typer.Option(
-        None, "--videos", help="Total videos in the real split proportions, overriding --train/--val/--test; 11849 = LLP scale (about 8 GB)."
+        None, "--videos", min=1,
+        help=f"Total videos in the real split proportions, overriding --train/--val/--test; {LLP_VIDEOS} = LLP scale (about 8 GB). "
+        "At most that with --layout videos; past it --layout shards goes on with unlisted pre-training videos.",
     ),
-    source: Path = typer.Option(None, "--source", help="Folder of the real LLP CSVs (default: the shared copy)."),
+    source: Optional[Path] = typer.Option(
+        None, "--source", help="Folder of the real LLP annotation CSVs (default: the copy shipped in the package)."
+    ),
     no_features: bool = typer.Option(False, "--no-features", help="Write only the CSVs, truth and text anchors."),
-    layout: str = typer.Option("videos", "--layout", help="videos (one .npy per video and extractor, LLP's layout) or shards (shards/features-*.parquet of many videos; --videos may exceed LLP's 11849)."),
-    shard_videos: int = typer.Option(1000, "--shard-videos", help="Videos per shard file (--layout shards)."),
-    shard_format: str = typer.Option("parquet", "--shard-format", help="parquet or npy (--layout shards)."),
-    shard_features: str = typer.Option("all", "--shard-features", help="Feature parts in the shards: all, han (vggish, res152, r2plus1d_18) or clip (CLIP, CLAP)."),
-    shard_dtype: str = typer.Option("float16", "--shard-dtype", help="float16 or float32 vectors (--layout shards)."),
+    layout: Literal[LAYOUTS] = typer.Option("videos", "--layout", help="videos: one .npy per video and extractor (LLP's layout); shards: shards/features-*.parquet|.npy of many videos."),
+    shard_videos: int = typer.Option(ShardLayoutOptions.videos_per_shard, "--shard-videos", min=1, help="Videos per shard file (--layout shards)."),
+    shard_format: Literal[tuple(SHARD_FORMATS)] = typer.Option(ShardLayoutOptions.file_format, "--shard-format", help="Shard files (--layout shards)."),
+    shard_features: Literal[tuple(SHARD_FEATURE_SETS)] = typer.Option(ShardLayoutOptions.features, "--shard-features", help="Feature parts in the shards: all, han (vggish, res152, r2plus1d_18) or clip (CLIP, CLAP)."),
+    shard_dtype: Literal[tuple(SHARD_DTYPES)] = typer.Option(ShardLayoutOptions.dtype, "--shard-dtype", help="Vector precision in the shards."),
 ) -> None:
-    """Write a deterministic LLP corpus: real CSVs (subset), planted features, and the full truth beside them.
+    """Write a deterministic LLP corpus: real CSV rows (subset), planted features, and the full truth beside them.
 
     Example: `mertk sample-data llp --out sample_data/llp` (200 train, 60 val, 60 test videos).
     """
-    from mertk.sample_data.llp import REAL_LLP, SampleLlpError, make_sample_llp
-
     if layout == "shards":
-        from mertk.sample_data.llp_shards import ShardLayoutOptions, make_sample_llp_shards
-
         options = ShardLayoutOptions(shard_videos, shard_features, shard_format, shard_dtype)
-        summary = make_sample_llp_shards(out, videos=videos or train + val + test, seed=seed, options=options, source=source or REAL_LLP)
+        summary = make_sample_llp_shards(out, videos=videos or train + val + test, seed=seed, options=options, source=source)
         counts = ", ".join(f"{n} {split}" for split, n in summary.videos.items())
         console.print(f"wrote {summary.out}: {counts} videos in {summary.feature_files} feature shards")
         return
-    if layout != "videos":
-        console.print(f"[red]error:[/red] --layout must be videos or shards, not {layout!r}")
-        raise typer.Exit(2)
-    try:
-        summary = make_sample_llp(
-            out, seed=seed, train=train, val=val, test=test, videos=videos,
-            source=source or REAL_LLP, features=not no_features,
-        )
-    except SampleLlpError as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2)
+    summary = make_sample_llp(
+        out, seed=seed, train=train, val=val, test=test, videos=videos, source=source, features=not no_features,
+    )
     counts = ", ".join(f"{n} {split}" for split, n in summary.videos.items())
     console.print(f"wrote {summary.out}: {counts} videos, {summary.feature_files} feature files")
 

@@ -24,6 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mertk.errors import InputError
+
 LLP_CLASSES: tuple[str, ...] = (
     "Speech",
     "Car",
@@ -67,11 +69,16 @@ DENSE_LABEL_FILES: dict[str, str] = {
     "audio": "AVVP_eval_audio.csv",
     "visual": "AVVP_eval_visual.csv",
 }
+# The full dense truth of a generated corpus (mertk sample-data llp), every split, in the eval layout.
+GROUND_TRUTH_FILES: dict[str, str] = {
+    "audio": "ground_truth_audio.csv",
+    "visual": "ground_truth_visual.csv",
+}
 WEAK_HEADER = ("filename", "event_labels")
 DENSE_HEADER = ("filename", "onset", "offset", "event_labels")
 
 
-class LlpAnnotationError(ValueError):
+class LlpAnnotationError(InputError):
     """An LLP annotation file is missing or malformed; the message names the file and line."""
 
 

@@ -28,8 +28,9 @@ from typing import Sequence
 import numpy as np
 
 from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS
-from mertk.corpora.llp_features import FeatureBlock, FeatureFileError, FeatureLayout, FeaturePart, cast_float
+from mertk.corpora.llp_features import FeatureFileError, FeatureLayout, FeaturePart
 from mertk.errors import InputError
+from mertk.execution.blocks import FeatureBlock, cast_float
 
 SHARD_FOLDER = "shards"
 SHARD_PREFIX = "features-"
@@ -192,7 +193,7 @@ def list_sharded_videos(root: Path | str, layout: FeatureLayout) -> tuple[list[S
 
 
 class ShardBlockReader:
-    """Reads blocks of sharded videos into FeatureBlocks, as BlockReader does for per-video files."""
+    """Reads blocks of sharded videos into FeatureBlocks, as mertk.execution.blocks.BlockReader does for per-video files."""
 
     def __init__(self, layout: FeatureLayout, half_dtype: type | None = None):
         self.layout = layout

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
-from mertk.console import progress_bar
+from mertk.console import console, progress_bar
 from mertk.errors import ResumeMismatchError, RunError
 from mertk.execution.pools import process_pool
 from mertk.shards.io import file_sha256, sync_files, write_bytes_atomic, write_shard
@@ -21,6 +21,7 @@ from mertk.shards.manifest import Manifest, Rejection, ShardResult, json_default
 from mertk.shards.schema import Schema
 
 Unit = TypeVar("Unit")
+STATE_KEYS = {"fingerprint", "path", "rows", "sha256", "inputs", "written_inputs", "rejections"}  # what `write` records
 
 
 def _fingerprint(command_parameters: dict[str, Any]) -> str:
@@ -196,8 +197,12 @@ def _load_complete_state(out_dir: Path, state_dir: Path, schema: Schema, index: 
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None  # a damaged state file: the shard is simply redone
-    if not isinstance(state, dict) or state.get("sha256") != file_sha256(shard_path):
+        state = None
+    if not isinstance(state, dict) or not STATE_KEYS <= state.keys():
+        # a damaged state file: said in one line, and the shard is simply redone
+        console.print(f"{state_path}: damaged state file (not the JSON object a run writes); its shard is redone", highlight=False, soft_wrap=True)
+        return None
+    if state.get("sha256") != file_sha256(shard_path):
         return None
     return state
 

@@ -24,13 +24,15 @@ from typing import Sequence
 import numpy as np
 
 from mertk.corpora.llp_annotations import LLP_CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from mertk.errors import InputError
 from mertk.migration.embedding import Normaliser
 
+TEXT_ANCHOR_FILE = "text_anchors.safetensors"  # the name a corpus' text anchors go by beside its features
 SIMILARITY_BINS = 400  # histogram resolution on [-1, 1] for thresholds
 VECTOR_BINS = 40  # coarser bins that also hold vector sums, for prototype refinement
 
 
-class AnchorError(ValueError):
+class AnchorError(InputError):
     """An anchor file or checkpoint that cannot be used; the message names it."""
 
 

@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS
-from mertk.corpora.llp_features import FeatureLayout, SegmentEmbeddings, cast_float
+from mertk.corpora.llp_features import FeatureLayout, SegmentEmbeddings
+from mertk.execution.blocks import cast_float
 
 CACHE_DTYPE = np.float16
 GATHER_BYTES = 1 << 20  # bytes of float32 rows per step of read_videos_into: well inside the CPU's L2

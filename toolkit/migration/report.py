@@ -56,8 +56,8 @@ def print_score_table(scores: dict[str, Any], target: dict[str, Any] | None) -> 
         console.print("no split with dense labels: no quality table (the eval CSVs or ground_truth_*.csv are needed)")
 
 
-# Figures are drawn with OpenCV on numpy canvases: importing and rendering matplotlib took a few
-# seconds per run, a fixed cost as large as labelling a small corpus.
+# Figures are drawn with OpenCV on numpy canvases: importing and rendering matplotlib is a fixed
+# cost per run as large as labelling a small corpus.
 _WHITE, _BLACK, _GREY, _LIGHT = (255, 255, 255), (40, 40, 40), (187, 187, 187), (225, 225, 225)
 _BLUE, _GREEN = (175, 117, 59), (44, 160, 44)  # BGR
 _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
@@ -69,49 +69,89 @@ def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.4, col
     cv2.putText(canvas, text, (int(x), int(y)), _FONT, scale, colour, 1, cv2.LINE_AA)
 
 
-def _vertical_labels(names: list[str], height: int, pitch: float, scale: float = 0.35) -> np.ndarray:
+def _vertical_labels(names: list[str], height: int, pitch: float, scale: float) -> np.ndarray:
     """A (height, len * pitch) strip with the names written bottom-up, one per `pitch` pixels."""
     import cv2
 
     strip = np.full((int(pitch * len(names)) + 1, height, 3), 255, dtype=np.uint8)  # drawn sideways
     for index, name in enumerate(names):
-        _text(strip, name, 2, int((index + 0.5) * pitch) + 4, scale)
+        _text(strip, name, height - 6 - _text_width(name, scale), int((index + 0.5) * pitch) + 5, scale)
     return cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
 
 
+def _text_width(text: str, scale: float) -> int:
+    import cv2
+
+    return cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+
+
+def _absent_mark(canvas: np.ndarray, x0: int, x1: int, bottom: int, height: int) -> None:
+    """A class with no true and no predicted segment (F1 undefined): a hatched stub, unlike a bar of 0."""
+    import cv2
+
+    top = bottom - height
+    cv2.rectangle(canvas, (x0, top), (x1, bottom), _GREY, 1)
+    for offset in range(-height, x1 - x0, 5):
+        cv2.line(canvas, (x0 + max(offset, 0), top + max(-offset, 0)), (x0 + min(offset + height, x1 - x0), top + min(x1 - x0 - offset, height)), _GREY, 1)
+
+
 def _per_class_figure(scores: dict[str, Any]) -> bytes:
-    """Per-class segment F1, pseudo-labels beside naive: one row per split, one column per modality."""
+    """Per-class segment F1, naive beside pseudo-labels: one row of panels per split, one column per modality.
+
+    A class absent from the split (no true and no predicted segment, so no F1) is a hatched stub,
+    not a bar of height 0 (which is an F1 of 0: segments predicted or missed, none right).
+    """
     import cv2
 
     splits = list(scores)
-    panel_w, panel_h, left, top, gap, label_h = 620, 220, 40, 28, 20, 120
-    pitch = (panel_w - 10) / len(LLP_CLASSES)
-    width = 2 * (left + panel_w) + gap
-    height = 30 + len(splits) * (top + panel_h + 10) + label_h
+    names = [name.replace("_", " ") for name in LLP_CLASSES]
+    label_scale, tick_scale = 0.5, 0.45
+    pitch = 30
+    panel_w, panel_h, left, gap, title_h, legend_h = pitch * len(names), 240, 70, 40, 34, 56
+    label_h = max(_text_width(name, label_scale) for name in names) + 14
+    row_h = title_h + panel_h + label_h + 30
+    width = 2 * (left + panel_w) + gap + 20
+    height = legend_h + len(splits) * row_h
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    _text(canvas, "per-class segment F1 (%): naive, weak label everywhere (grey) vs pseudo-labels (blue)", 10, 18, 0.45)
+    _text(canvas, "Per-class segment F1 (%) of each split and modality", 10, 22, 0.6)
+    legend_x = 10
+    for colour, words in ((_GREY, "naive: the weak label on every segment"), (_BLUE, "pseudo-labels")):
+        cv2.rectangle(canvas, (legend_x, 34), (legend_x + 16, 48), colour, -1)
+        _text(canvas, words, legend_x + 22, 46, tick_scale)
+        legend_x += 22 + _text_width(words, tick_scale) + 24
+    _absent_mark(canvas, legend_x, legend_x + 16, 48, 14)
+    _text(canvas, "class absent from the split (no true, no predicted segment): no F1", legend_x + 22, 46, tick_scale)
+    labels = _vertical_labels(names, label_h, pitch, label_scale)
+    y_title = np.full((left - 30, panel_h, 3), 255, dtype=np.uint8)
+    _text(y_title, "segment F1 (%)", (panel_h - _text_width("segment F1 (%)", tick_scale)) // 2, 16, tick_scale)
+    y_title = cv2.rotate(y_title, cv2.ROTATE_90_COUNTERCLOCKWISE)
     for row, split in enumerate(splits):
-        y0 = 30 + row * (top + panel_h + 10) + top
+        y0 = legend_h + row * row_h + title_h
         for column, modality in enumerate(MODALITIES):
-            x0 = column * (left + panel_w + gap) + left
-            _text(canvas, f"{split}: {modality}", x0, y0 - 8, 0.45)
-            for tick in (0, 50, 100):
+            x0 = column * (left + panel_w + gap) + left + 10
+            _text(canvas, f"{split}: {modality}", x0, y0 - 10, 0.55)
+            canvas[y0 : y0 + panel_h, x0 - left : x0 - left + y_title.shape[1]] = y_title
+            for tick in (0, 25, 50, 75, 100):
                 y = y0 + panel_h - int(panel_h * tick / 100)
                 cv2.line(canvas, (x0, y), (x0 + panel_w, y), _LIGHT, 1)
-                _text(canvas, str(tick), x0 - 30, y + 4, 0.35)
+                _text(canvas, str(tick), x0 - 8 - _text_width(str(tick), tick_scale), y + 5, tick_scale)
             per_class = scores[split]["per_class_f1"][modality]
-            pseudo = np.nan_to_num(np.array(per_class["pseudo"], dtype=float), nan=0.0)
-            naive = np.nan_to_num(np.array(per_class["naive"], dtype=float), nan=0.0)
-            for index in range(len(LLP_CLASSES)):
-                x = x0 + 5 + index * pitch
-                for offset, value, colour in ((0.1, naive[index], _GREY), (0.5, pseudo[index], _BLUE)):
-                    bar_top = y0 + panel_h - int(round(panel_h * min(max(value, 0.0), 1.0)))
-                    cv2.rectangle(canvas, (int(x + offset * pitch), bar_top), (int(x + (offset + 0.38) * pitch), y0 + panel_h), colour, -1)
-            cv2.rectangle(canvas, (x0, y0), (x0 + panel_w, y0 + panel_h), _BLACK, 1)
-    labels = _vertical_labels(list(LLP_CLASSES), label_h, pitch)
-    for column in range(2):
-        x0 = column * (left + panel_w + gap) + left + 5
-        canvas[height - label_h : height, x0 : x0 + labels.shape[1]] = labels[:, : max(0, min(labels.shape[1], width - x0))]
+            naive = np.array(per_class["naive"], dtype=float)
+            pseudo = np.array(per_class["pseudo"], dtype=float)
+            bottom = y0 + panel_h
+            for index in range(len(names)):
+                x = x0 + index * pitch
+                for offset, value, colour in ((0.12, naive[index], _GREY), (0.5, pseudo[index], _BLUE)):
+                    bar_x0, bar_x1 = int(x + offset * pitch), int(x + (offset + 0.36) * pitch)
+                    if not np.isfinite(value):
+                        _absent_mark(canvas, bar_x0, bar_x1, bottom, 14)
+                        continue
+                    # at least 2 pixels: an F1 of 0 shows as a flat bar, visibly not absent
+                    bar_top = min(bottom - 2, bottom - int(round(panel_h * min(max(value, 0.0), 1.0))))
+                    cv2.rectangle(canvas, (bar_x0, bar_top), (bar_x1, bottom), colour, -1)
+            cv2.rectangle(canvas, (x0, y0), (x0 + panel_w, bottom), _BLACK, 1)
+            canvas[bottom + 4 : bottom + 4 + label_h, x0 : x0 + labels.shape[1]] = labels[:, : panel_w + 1]
+            _text(canvas, "class", x0 + panel_w // 2 - 20, bottom + label_h + 22, tick_scale)
     return png_bytes(canvas)
 
 

@@ -22,28 +22,28 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mertk.corpora.llp_annotations import MODALITIES, NUM_CLASSES, NUM_SEGMENTS, BadRow
+from mertk.corpora.llp_annotations import MODALITIES, NUM_CLASSES, NUM_SEGMENTS, LlpAnnotationError
 from mertk.corpora.llp_feature_shards import ShardBlockReader, ShardedVideo, has_feature_shards, list_sharded_videos
-from mertk.corpora.llp_features import BlockReader, FeatureBlock, FeatureLayout, read_llp_videos
-from mertk.errors import InputError
+from mertk.corpora.llp_features import FeatureLayout, read_llp_videos
+from mertk.execution.blocks import BlockReader, FeatureBlock
+from mertk.migration.config import MigrationError, weak_matrix
 from mertk.migration.embedding import ModalityStats, Normaliser
+from mertk.migration.label import pseudo_label_table, segment_similarity
+from mertk.migration.migrate import MigrationModel, label_from_similarity
 from mertk.migration.neighbours import (
     RECALL_SAMPLE_QUERIES,
     NeighbourIndex,
-    RecallMeasure,
     build_index,
     choose_index_kind,
     neighbour_votes,
     tune_and_measure,
 )
+from mertk.migration.read import ReadPass
+from mertk.migration.transfer import map_labels
 from mertk.shards.manifest import Rejection, ShardResult
 
 TARGET_SPLIT = "target"
 STATISTICS_BLOCK_VIDEOS = 2048  # videos per statistics task
-
-
-class TargetCorpusError(InputError):
-    """A target corpus with no usable video, or in no layout mertk reads."""
 
 
 @dataclass(frozen=True)
@@ -83,20 +83,19 @@ def list_target_videos(root: Path | str, layout: FeatureLayout) -> tuple[TargetS
         located, problems = list_sharded_videos(root, layout)
         rejections += [Rejection(p.file, str(p), p.file) for p in problems]
         try:
-            listed, _ = read_llp_videos(root)
-            names = {v.video_id: v.filename for v in listed}
-        except (InputError, ValueError):  # no CSVs: a feature-only corpus (pre-training data)
+            names = {v.video_id: v.filename for v in read_llp_videos(root).videos}
+        except LlpAnnotationError:  # no CSVs: a feature-only corpus (pre-training data)
             names = {}
         videos = [TargetVideo(names.get(v.video_id, f"{v.video_id}_0_10"), v.video_id, v) for v in located]
         return TargetSource(str(root), layout, True), videos, rejections
     try:
-        listed, bad = read_llp_videos(root)
-        rejections += [Rejection(f"{row.file}:{row.line}", row.reason, row.file) for row in bad]
-        videos = [TargetVideo(v.filename, v.video_id) for v in listed]
-    except (InputError, ValueError):
+        listing = read_llp_videos(root)
+        rejections += listing.rejections
+        videos = [TargetVideo(v.filename, v.video_id) for v in listing.videos]
+    except LlpAnnotationError:
         folder = root / layout.audio[0].folder
         if not folder.is_dir():
-            raise TargetCorpusError(
+            raise MigrationError(
                 f"{root}: no feature shards (shards/features-*.parquet|.npy), no LLP CSVs and no {layout.audio[0].folder} folder"
             ) from None
         videos = [TargetVideo(f"{path.stem}_0_10", path.stem) for path in sorted(folder.glob("*.npy"))]
@@ -201,7 +200,20 @@ def neighbour_indexes(
     return indexes, summary
 
 
-def bank_unit_rows(read: Any, model: Any, block_videos: int) -> dict[str, np.ndarray]:
+def bank_labels(read: ReadPass, model: MigrationModel, mapping_c_c: np.ndarray, block_videos: int) -> dict[str, np.ndarray]:
+    """Hard pseudo-labels of every bank segment, (videos * 10, 25) per modality, vocabulary-mapped."""
+    weak_n_c = weak_matrix(read.units)
+    labels = {m: np.zeros((read.cache.videos * NUM_SEGMENTS, NUM_CLASSES), dtype=bool) for m in MODALITIES}
+    for start in range(0, read.cache.videos, block_videos):
+        stop = min(start + block_videos, read.cache.videos)
+        result = label_from_similarity(model, segment_similarity(model, read.cache, start, stop), weak_n_c[start:stop])
+        for modality in MODALITIES:
+            block = result[modality][1].reshape(-1, NUM_CLASSES)
+            labels[modality][start * NUM_SEGMENTS : stop * NUM_SEGMENTS] = map_labels(block, mapping_c_c)
+    return labels
+
+
+def bank_unit_rows(read: ReadPass, model: MigrationModel, block_videos: int) -> dict[str, np.ndarray]:
     """{modality: (bank segments, dim) float32} unit rows of the labelled corpus (its own normalisation)."""
     rows = {}
     for modality in MODALITIES:
@@ -257,8 +269,6 @@ def knn_labels(context: KnnContext, arrays: dict[str, np.ndarray]) -> dict[str, 
 
 def knn_shard(context: KnnContext, videos: list[TargetVideo]) -> ShardResult:
     """One output shard of target videos: read, label by k-NN votes, their rows (video, modality, segment)."""
-    from mertk.pipelines.label_migration import pseudo_label_table
-
     block = context.source.read(videos)
     good = [row for row, error in enumerate(block.errors) if error is None]
     rejections = [

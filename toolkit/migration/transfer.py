@@ -5,8 +5,9 @@ Each target segment (one modality) takes the k most similar bank segments of the
 similarity-weighted share of those neighbours that carry c (weights max(similarity, 0)), and c
 is labelled where the score reaches the vote threshold. Bank labels can be renamed or merged on
 the way with a vocabulary mapping (JSON object: source class -> target class, or null to drop;
-unlisted classes keep their name). The bank is streamed in blocks: memory is one block plus the
-running top k.
+unlisted classes keep their name). The neighbours come from mertk.migration.neighbours (faiss);
+`TopK` is the plain numpy k-NN the tests compare faiss' exact search with; the streamed target
+stages are in mertk.migration.target_corpus.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from mertk.corpora.llp_annotations import LLP_CLASS_INDEX, LLP_CLASSES, NUM_CLASSES
+from mertk.errors import InputError
 
 
-class VocabularyError(ValueError):
+class VocabularyError(InputError):
     """A vocabulary mapping file that cannot be used; the message names it."""
 
 

@@ -1,6 +1,8 @@
 """A deterministic LLP corpus in the real on-disk layout, with the truth written beside it.
 
-What it writes under `out`:
+What it writes under `out` (a new or empty folder, or one it wrote before: any other content is
+refused), from the real annotation rows shipped in the package (toolkit/sample_data/data/llp/,
+the real AVVP_*.csv files, gzip-compressed) or from `source`, a folder holding the real files:
 
 - the weak-label CSVs (`AVVP_train.csv`, `AVVP_val_pd.csv`, `AVVP_test_pd.csv`,
   `AVVP_dataset_full.csv`) with real filenames and real weak labels, copied verbatim from the
@@ -12,6 +14,7 @@ What it writes under `out`:
   onset >= offset mark nothing); train timelines are drawn, per weak class, from the real
   (audio row, visual row) patterns of that class in val/test, so they have the real statistics
   (audio-only, visual-only and audio-visual events, partial durations);
+- `mertk_sample.json`: what wrote the folder (generator, seed, videos per split);
 - `text_anchors.safetensors`: the class text anchors of the language-aligned features
   (tensors `audio` (25, 768) for CLAP, `visual` (25, 768) for CLIP; metadata `classes`);
 - the features, float32, in the real shapes: `feats/vggish/<id>.npy` (10, 128),
@@ -32,10 +35,13 @@ large corpus is streamed to disk one video at a time.
 """
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import io
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -44,44 +50,64 @@ import numpy as np
 
 from mertk.corpora.llp_annotations import (
     DENSE_HEADER,
+    DENSE_LABEL_FILES,
+    GROUND_TRUTH_FILES,
     LLP_CLASSES,
     NUM_CLASSES,
     NUM_SEGMENTS,
+    WEAK_HEADER,
+    WEAK_LABEL_FILES,
     WeakLabel,
     read_dense_labels,
     read_weak_labels,
 )
+from mertk.corpora.llp_features import CLAP_AUDIO, CLIP_VISUAL, R2PLUS1D, RES152, VGGISH, FeaturePart
+from mertk.migration.anchors import TEXT_ANCHOR_FILE
+from mertk.sample_data.common import SAMPLE_INFO_NAME, SampleDataError
 
-REAL_LLP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "llp"
+PACKAGED_LLP = Path(__file__).resolve().parent / "data" / "llp"  # the real AVVP_*.csv files, gzipped
+GENERATOR = "mertk sample-data llp"
 WORLD_SEED = 20_240_611  # fixes class directions: the "extractors" of every generated corpus
-TEXT_ANCHOR_FILE = "text_anchors.safetensors"
-GROUND_TRUTH_FILES = {"audio": "ground_truth_audio.csv", "visual": "ground_truth_visual.csv"}
-SPLIT_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
-FULL_FILE = "AVVP_dataset_full.csv"
-EVAL_FILES = {"audio": "AVVP_eval_audio.csv", "visual": "AVVP_eval_visual.csv"}
+SPLIT_FILES = {split: WEAK_LABEL_FILES[split] for split in ("train", "val", "test")}
+FULL_FILE = WEAK_LABEL_FILES["full"]
+EVAL_FILES = DENSE_LABEL_FILES
 REAL_SPLIT_SIZES = {"train": 10_000, "val": 649, "test": 1_200}
 DEFAULT_SIZES = {"train": 200, "val": 60, "test": 60}
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One extractor's on-disk layout and how hard its features are."""
+    """One extractor: its on-disk layout (the reader's FeaturePart), its modality and value range."""
 
-    name: str
-    folder: str
+    part: FeaturePart
     modality: str  # "audio" | "visual"
-    dim: int
-    frames: int  # rows per file (10, or 80 for res152 at 8 fps)
     language_aligned: bool = False
     non_negative: bool = False
 
+    @property
+    def name(self) -> str:
+        return self.part.name
+
+    @property
+    def folder(self) -> str:
+        return self.part.folder
+
+    @property
+    def dim(self) -> int:
+        return self.part.dim
+
+    @property
+    def frames(self) -> int:
+        """Rows per file (10, or 80 for res152 at 8 fps)."""
+        return self.part.rows
+
 
 FEATURE_SPECS: tuple[FeatureSpec, ...] = (
-    FeatureSpec("vggish", "feats/vggish", "audio", 128, 10),
-    FeatureSpec("res152", "feats/res152", "visual", 2048, 80, non_negative=True),
-    FeatureSpec("r2plus1d_18", "feats/r2plus1d_18", "visual", 512, 10),
-    FeatureSpec("clip", "CLIP/features", "visual", 768, 10, language_aligned=True),
-    FeatureSpec("clap", "CLAP/features", "audio", 768, 10, language_aligned=True),
+    FeatureSpec(VGGISH, "audio"),
+    FeatureSpec(RES152, "visual", non_negative=True),
+    FeatureSpec(R2PLUS1D, "visual"),
+    FeatureSpec(CLIP_VISUAL, "visual", language_aligned=True),
+    FeatureSpec(CLAP_AUDIO, "audio", language_aligned=True),
 )
 
 
@@ -113,14 +139,12 @@ class PlantedVideo:
 
 
 @dataclass(frozen=True)
-class SampleLlpSummary:
+class LlpSampleSummary:
+    """What `make_sample_llp` wrote: the folder, videos per split, feature files."""
+
     out: Path
     videos: dict[str, int]
     feature_files: int
-
-
-class SampleLlpError(ValueError):
-    """Arguments or source files the generator cannot use."""
 
 
 def _unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
@@ -266,14 +290,14 @@ def split_sizes(train: int, val: int, test: int, videos: int | None) -> dict[str
     if videos is not None:
         total_real = sum(REAL_SPLIT_SIZES.values())
         if not 1 <= videos <= total_real:
-            raise SampleLlpError(f"--videos must be between 1 and {total_real}, got {videos}")
+            raise SampleDataError(f"--videos must be between 1 and {total_real}, got {videos}")
         val_n = round(videos * REAL_SPLIT_SIZES["val"] / total_real)
         test_n = round(videos * REAL_SPLIT_SIZES["test"] / total_real)
         return {"train": videos - val_n - test_n, "val": val_n, "test": test_n}
     sizes = {"train": train, "val": val, "test": test}
     for split, size in sizes.items():
         if not 0 <= size <= REAL_SPLIT_SIZES[split]:
-            raise SampleLlpError(f"--{split} must be between 0 and {REAL_SPLIT_SIZES[split]}, got {size}")
+            raise SampleDataError(f"--{split} must be between 0 and {REAL_SPLIT_SIZES[split]}, got {size}")
     return sizes
 
 
@@ -301,11 +325,23 @@ def dense_rows(filename: str, matrix_c_t: np.ndarray) -> list[str]:
     ]
 
 
-def plan_corpus(source: Path, seed: int, sizes: dict[str, int]):
-    """Choose videos and their planted timelines; returns (videos, selected source lines)."""
+@contextlib.contextmanager
+def annotation_source(source: Path | str | None) -> Iterator[Path]:
+    """A folder holding the real AVVP_*.csv files: `source`, or the package's copy unpacked."""
+    if source is not None:
+        yield Path(source)
+        return
+    with tempfile.TemporaryDirectory(prefix="mertk-llp-") as folder:
+        for packed in sorted(PACKAGED_LLP.glob("*.csv.gz")):
+            (Path(folder) / packed.name[: -len(".gz")]).write_bytes(gzip.decompress(packed.read_bytes()))
+        yield Path(folder)
+
+
+def plan_corpus(source: Path, seed: int, sizes: dict[str, int]) -> list[PlantedVideo]:
+    """Choose videos and their planted timelines from the real annotation files in `source`."""
     for name in (*SPLIT_FILES.values(), *EVAL_FILES.values()):
         if not (source / name).is_file():
-            raise SampleLlpError(f"{source / name}: not found (the real LLP annotation files are needed)")
+            raise SampleDataError(f"{source / name}: not found (--source must hold the real LLP annotation files)")
     weak_all = {split: read_weak_labels(source / name, split) for split, name in SPLIT_FILES.items()}
     eval_weak = weak_all["val"] + weak_all["test"]
     dense = read_dense_labels(source / EVAL_FILES["audio"], source / EVAL_FILES["visual"], eval_weak)
@@ -321,18 +357,22 @@ def plan_corpus(source: Path, seed: int, sizes: dict[str, int]):
     return videos
 
 
-def write_annotations(out: Path, source: Path, videos: Sequence[PlantedVideo]) -> None:
+def _text_file(lines: Sequence[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def annotation_files(source: Path, videos: Sequence[PlantedVideo]) -> dict[str, bytes]:
+    """{file name: content} of the CSVs: real rows of the chosen videos, and the planted truth."""
+    files: dict[str, bytes] = {}
     chosen = {video.weak.filename for video in videos}
     for split, name in SPLIT_FILES.items():
         header, lines = _data_lines(source / name)
-        kept = [line for line in lines if line.split("\t", 1)[0] in chosen]
-        _write_file(out / name, ("\n".join([header, *kept]) + "\n").encode())
+        files[name] = _text_file([header, *(line for line in lines if line.split("\t", 1)[0] in chosen)])
     header, lines = _data_lines(source / FULL_FILE) if (source / FULL_FILE).is_file() else (None, [])
     if header is None:
-        header = "filename\tevent_labels"
+        header = "\t".join(WEAK_HEADER)
         lines = [line for name in SPLIT_FILES.values() for line in _data_lines(source / name)[1]]
-    kept = [line for line in lines if line.split("\t", 1)[0] in chosen]
-    _write_file(out / FULL_FILE, ("\n".join([header, *kept]) + "\n").encode())
+    files[FULL_FILE] = _text_file([header, *(line for line in lines if line.split("\t", 1)[0] in chosen)])
     every_val_test = {
         line.split("\t", 1)[0]
         for split in ("val", "test")
@@ -341,25 +381,50 @@ def write_annotations(out: Path, source: Path, videos: Sequence[PlantedVideo]) -
     for modality, name in EVAL_FILES.items():
         header, lines = _data_lines(source / name)
         # Rows of chosen videos, and the real rows that name no video at all (a real defect).
-        kept = [
-            line
-            for line in lines
-            if line.split("\t", 1)[0] in chosen or line.split("\t", 1)[0] not in every_val_test
-        ]
-        _write_file(out / name, ("\n".join([header, *kept]) + "\n").encode())
+        kept = [line for line in lines if line.split("\t", 1)[0] in chosen or line.split("\t", 1)[0] not in every_val_test]
+        files[name] = _text_file([header, *kept])
     for modality, name in GROUND_TRUTH_FILES.items():
         lines = ["\t".join(DENSE_HEADER)]
         for video in videos:
             matrix_c_t = video.audio_c_t if modality == "audio" else video.visual_c_t
             lines += dense_rows(video.weak.filename, matrix_c_t)
-        _write_file(out / name, ("\n".join(lines) + "\n").encode())
+        files[name] = _text_file(lines)
+    return files
 
 
-def write_text_anchors(path: Path, world: World) -> None:
+def text_anchor_bytes(world: World) -> bytes:
     from safetensors.numpy import save
 
     tensors = {modality: np.ascontiguousarray(anchors, dtype=np.float32) for modality, anchors in sorted(world.text_anchors.items())}
-    _write_file(path, save(tensors, metadata={"classes": json.dumps(list(LLP_CLASSES))}))
+    return save(tensors, metadata={"classes": json.dumps(list(LLP_CLASSES))})
+
+
+def _written_here(out: Path) -> bool:
+    """Whether `out` holds this generator's info file."""
+    try:
+        info = json.loads((out / SAMPLE_INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(info, dict) and info.get("generator") == GENERATOR
+
+
+def check_out_dir(out: Path, files: dict[str, bytes]) -> None:
+    """Refuse a folder with content this generator did not write (SampleDataError naming it).
+
+    Accepted: a new or empty folder; one holding this generator's info file; or one whose every
+    entry is a file this run would write with exactly the same bytes (a committed copy of the
+    annotation files). Pointed at a real LLP folder, nothing is overwritten.
+    """
+    if out.exists() and not out.is_dir():
+        raise SampleDataError(f"{out}: exists and is not a folder")
+    if not out.is_dir() or _written_here(out):
+        return
+    for entry in sorted(out.iterdir()):
+        if entry.name not in files or not entry.is_file() or entry.read_bytes() != files[entry.name]:
+            raise SampleDataError(
+                f"{out}: holds {entry.name}, which mertk sample-data llp did not write; "
+                "choose a new or empty folder (nothing was written)"
+            )
 
 
 def make_sample_llp(
@@ -370,27 +435,37 @@ def make_sample_llp(
     val: int = DEFAULT_SIZES["val"],
     test: int = DEFAULT_SIZES["test"],
     videos: int | None = None,
-    source: Path | str = REAL_LLP,
+    source: Path | str | None = None,
     features: bool = True,
     progress: bool = True,
-) -> SampleLlpSummary:
-    """Write the sample LLP corpus to `out` (see the module docstring); same seed -> same bytes."""
+) -> LlpSampleSummary:
+    """Write the sample LLP corpus to `out` (see the module docstring); same seed -> same bytes.
+
+    `source`: a folder with the real LLP annotation files (default: the copy in the package).
+    """
     from mertk.console import progress_bar
 
-    out, source = Path(out), Path(source)
+    out = Path(out)
     sizes = split_sizes(train, val, test, videos)
-    planted = plan_corpus(source, seed, sizes)
-    out.mkdir(parents=True, exist_ok=True)
-    write_annotations(out, source, planted)
+    with annotation_source(source) as folder:
+        planted = plan_corpus(folder, seed, sizes)
+        files = annotation_files(folder, planted)
     world = make_world()
-    write_text_anchors(out / TEXT_ANCHOR_FILE, world)
-    files = 0
+    files[TEXT_ANCHOR_FILE] = text_anchor_bytes(world)
+    info = {"generator": GENERATOR, "seed": seed, "videos": {split: sizes[split] for split in SPLIT_FILES}}
+    files[SAMPLE_INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+    check_out_dir(out, files)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_file(out / SAMPLE_INFO_NAME, files[SAMPLE_INFO_NAME])  # first: a folder it started is its own
+    for name, data in files.items():
+        _write_file(out / name, data)
+    written = 0
     if features:
         for spec in FEATURE_SPECS:
             (out / spec.folder).mkdir(parents=True, exist_ok=True)
         with progress_bar(len(planted), "sample-data llp: features", enabled=progress) as advance:
             for video in planted:
-                files += write_video_features(out, video, world, seed)
+                written += write_video_features(out, video, world, seed)
                 advance(1)
     counts = {split: sum(1 for v in planted if v.weak.split == split) for split in SPLIT_FILES}
-    return SampleLlpSummary(out, counts, files)
+    return LlpSampleSummary(out, counts, written)

@@ -15,28 +15,31 @@ one shard at a time, so memory does not grow with `videos`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from mertk.corpora.llp_annotations import WeakLabel, read_dense_labels, read_weak_labels
+from mertk.corpora.llp_annotations import GROUND_TRUTH_FILES, WeakLabel, read_dense_labels, read_weak_labels
 from mertk.corpora.llp_feature_shards import SEGMENT_COLUMN, SHARD_FOLDER, VIDEO_COLUMN, shard_name
 from mertk.corpora.llp_features import pool_to_segments
-from mertk.sample_data.folder import INFO_NAME, SampleDataError, prepare_sample_folder
+from mertk.migration.anchors import TEXT_ANCHOR_FILE
+from mertk.sample_data.common import SAMPLE_INFO_NAME, SampleDataError
 from mertk.sample_data.llp import (
     EVAL_FILES,
     FEATURE_SPECS,
-    FULL_FILE,
-    GROUND_TRUTH_FILES,
-    REAL_LLP,
+    GENERATOR,
     REAL_SPLIT_SIZES,
     SPLIT_FILES,
-    TEXT_ANCHOR_FILE,
     FeatureSpec,
+    LlpSampleSummary,
     PlantedVideo,
-    SampleLlpSummary,
+    _write_file,
+    annotation_files,
+    annotation_source,
+    check_out_dir,
     dense_rows,
     feature_array,
     make_world,
@@ -44,11 +47,11 @@ from mertk.sample_data.llp import (
     segment_vectors,
     split_sizes,
     synthesise_timeline,
+    text_anchor_bytes,
     timeline_patterns,
-    write_annotations,
-    write_text_anchors,
 )
 
+LAYOUTS = ("videos", "shards")
 SHARD_FEATURE_SETS = {
     "all": tuple(spec.name for spec in FEATURE_SPECS),
     "han": ("vggish", "res152", "r2plus1d_18"),
@@ -136,47 +139,53 @@ def make_sample_llp_shards(
     videos: int,
     seed: int = 0,
     options: ShardLayoutOptions = ShardLayoutOptions(),
-    source: Path | str = REAL_LLP,
+    source: Path | str | None = None,
     progress: bool = True,
-) -> SampleLlpSummary:
-    """Write `videos` videos in the shard layout to `out` (see the module docstring); same seed -> same bytes."""
+) -> LlpSampleSummary:
+    """Write `videos` videos in the shard layout to `out` (see the module docstring); same seed -> same bytes.
+
+    `source`: a folder with the real LLP annotation files (default: the copy in the package).
+    """
     from mertk.console import progress_bar
 
     _check(options, videos)
-    out, source = Path(out), Path(source)
-    llp_videos = min(videos, sum(REAL_SPLIT_SIZES.values()))
-    planted = plan_corpus(source, seed, split_sizes(0, 0, 0, llp_videos))
-    owned = [*SPLIT_FILES.values(), FULL_FILE, *EVAL_FILES.values(), *GROUND_TRUTH_FILES.values(), TEXT_ANCHOR_FILE, SHARD_FOLDER]
-    prepare_sample_folder(out, owned, "LLP")
-    write_annotations(out, source, planted)
-    world = make_world()
-    write_text_anchors(out / TEXT_ANCHOR_FILE, world)
+    out = Path(out)
     specs = [spec for spec in FEATURE_SPECS if spec.name in SHARD_FEATURE_SETS[options.features]]
     dtype = SHARD_DTYPES[options.dtype]
     suffix = SHARD_FORMATS[options.file_format]
-    (out / SHARD_FOLDER).mkdir()
-    extra = pretraining_videos(source, seed, len(planted), videos - len(planted))
-    truth_handles = {m: open(out / name, "a", encoding="utf-8") for m, name in GROUND_TRUTH_FILES.items()}
-    try:
-        with progress_bar(videos, "sample-data llp: feature shards", enabled=progress) as advance:
-            for index, first in enumerate(range(0, videos, options.videos_per_shard)):
-                count = min(options.videos_per_shard, videos - first)
-                chunk = planted[first : first + count]
-                if len(chunk) < count:
-                    extras = [next(extra) for _ in range(count - len(chunk))]
-                    for video in extras:  # their truth, after the LLP videos' (written by write_annotations)
-                        for modality, handle in truth_handles.items():
-                            lines = dense_rows(video.weak.filename, video.audio_c_t if modality == "audio" else video.visual_c_t)
-                            handle.write("".join(line + "\n" for line in lines))
-                    chunk = [*chunk, *extras]
-                write_feature_shard(out / SHARD_FOLDER / shard_name(index, suffix), chunk, specs, world, seed, dtype)
-                advance(count)
-    finally:
-        for handle in truth_handles.values():
-            handle.close()
+    with annotation_source(source) as folder:
+        planted = plan_corpus(folder, seed, split_sizes(0, 0, 0, min(videos, sum(REAL_SPLIT_SIZES.values()))))
+        files = annotation_files(folder, planted)
+        world = make_world()
+        files[TEXT_ANCHOR_FILE] = text_anchor_bytes(world)
+        info = {"generator": GENERATOR, "seed": seed, "videos": videos, "layout": "shards", **asdict(options)}
+        files[SAMPLE_INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+        check_out_dir(out, files)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_file(out / SAMPLE_INFO_NAME, files[SAMPLE_INFO_NAME])  # first: a folder it started is its own
+        for name, data in files.items():
+            _write_file(out / name, data)
+        shutil.rmtree(out / SHARD_FOLDER, ignore_errors=True)  # an earlier corpus' shards
+        (out / SHARD_FOLDER).mkdir()
+        extra = pretraining_videos(folder, seed, len(planted), videos - len(planted))
+        truth_handles = {m: open(out / name, "a", encoding="utf-8") for m, name in GROUND_TRUTH_FILES.items()}
+        try:
+            with progress_bar(videos, "sample-data llp: feature shards", enabled=progress) as advance:
+                for index, first in enumerate(range(0, videos, options.videos_per_shard)):
+                    count = min(options.videos_per_shard, videos - first)
+                    chunk = planted[first : first + count]
+                    if len(chunk) < count:
+                        extras = [next(extra) for _ in range(count - len(chunk))]
+                        for video in extras:  # their truth, after the LLP videos' (in annotation_files)
+                            for modality, handle in truth_handles.items():
+                                lines = dense_rows(video.weak.filename, video.audio_c_t if modality == "audio" else video.visual_c_t)
+                                handle.write("".join(line + "\n" for line in lines))
+                        chunk = [*chunk, *extras]
+                    write_feature_shard(out / SHARD_FOLDER / shard_name(index, suffix), chunk, specs, world, seed, dtype)
+                    advance(count)
+        finally:
+            for handle in truth_handles.values():
+                handle.close()
     counts = {split: sum(1 for v in planted if v.weak.split == split) for split in SPLIT_FILES}
     counts["pretraining"] = videos - len(planted)
-    info = {"corpus": "llp", "layout": "shards", "seed": seed, "videos": videos, **{k: v for k, v in vars(options).items()}}
-    (out / INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    shards = -(-videos // options.videos_per_shard)
-    return SampleLlpSummary(out, counts, shards)
+    return LlpSampleSummary(out, counts, -(-videos // options.videos_per_shard))

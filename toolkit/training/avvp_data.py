@@ -76,7 +76,8 @@ def pack_llp(root: Path | str, features: str, cache_dir: Path | str, progress: b
     if not root.is_dir():
         raise AvvpDataError(f"--llp {root}: not a folder")
     try:
-        videos, bad_rows = read_llp_videos(root)
+        listing = read_llp_videos(root)
+        videos = listing.videos
         layout = feature_layout(features)
     except (LlpAnnotationError, ValueError) as error:
         raise AvvpDataError(str(error)) from None
@@ -87,7 +88,7 @@ def pack_llp(root: Path | str, features: str, cache_dir: Path | str, progress: b
         return cached
 
     folder.mkdir(parents=True, exist_ok=True)
-    rejections = [Rejection(input=f"{row.file}:{row.line}", reason=row.reason, file=row.file) for row in bad_rows]
+    rejections = list(listing.rejections)
     audio_dim, visual_dim = layout.dim("audio"), layout.dim("visual")
     audio_tmp = folder / f".audio.npy.tmp-{os.getpid()}"
     visual_tmp = folder / f".visual.npy.tmp-{os.getpid()}"
@@ -123,7 +124,7 @@ def pack_llp(root: Path | str, features: str, cache_dir: Path | str, progress: b
         "splits": [v.split for v in kept],
         "labels": [list(v.labels) for v in kept],
         "rejections": [r.__dict__ for r in rejections],
-        "inputs_seen": len(videos) + len(bad_rows),
+        "inputs_seen": len(videos) + len(listing.rejections),
     }
     write_bytes_atomic(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())  # last: marks completion
     loaded = _load_packed(folder, key)

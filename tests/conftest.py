@@ -1,0 +1,55 @@
+"""Shared test helpers.
+
+`shared_data`: the real published files (`../shared/data` beside the repository in CI, or
+/work/shared/data). A user's fresh clone has neither: tests that need them skip, saying why.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA_CANDIDATES = (Path(__file__).resolve().parents[1].parent / "shared" / "data", Path("/work/shared/data"))
+
+
+def shared_data_folder(name: str) -> Path | None:
+    """`shared/data/<name>` if it exists beside the repository (or at /work/shared), else None."""
+    for root in SHARED_DATA_CANDIDATES:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def require_shared_data(name: str) -> Path:
+    """`shared/data/<name>`, or skip the calling test with the reason."""
+    folder = shared_data_folder(name)
+    if folder is None:
+        pytest.skip(f"needs the real published files in ../shared/data/{name} (absent in a fresh clone)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """A function: shared_data("llp") -> the folder of the real LLP files, or the test skips."""
+    return require_shared_data
+
+
+class CliOutcome:
+    """Exit status and output of a `mertk` command run in process, as `mertk` itself reports it."""
+
+    def __init__(self, exit_code: int, output: str):
+        self.exit_code, self.output = exit_code, output
+
+
+def invoke_mertk(*args: str) -> CliOutcome:
+    """Run `mertk ARGS` in process; an escaping exception becomes the failure handler's line and status."""
+    from typer.testing import CliRunner
+
+    from mertk.cli.app import app
+    from mertk.cli.failures import describe
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        line, status = describe(result.exception)
+        return CliOutcome(status, f"{result.output}error: {' '.join(str(line).split())}\n")
+    return CliOutcome(result.exit_code, result.output)
