@@ -12,7 +12,7 @@ from mertk.cli.app import app
 from mertk.corpora.llp_annotations import LLP_CLASS_INDEX, read_dense_labels, read_weak_labels
 from mertk.corpora.llp_features import pool_to_segments
 from mertk.migration.anchors import load_text_anchors
-from mertk.sample_data.common import SampleDataError
+from mertk.sample_data.folder import SampleDataError
 from tests.conftest import invoke_mertk
 from mertk.sample_data.llp import (
     FEATURE_SPECS,

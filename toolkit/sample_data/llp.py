@@ -63,7 +63,7 @@ from mertk.corpora.llp_annotations import (
 )
 from mertk.corpora.llp_features import CLAP_AUDIO, CLIP_VISUAL, R2PLUS1D, RES152, VGGISH, FeaturePart
 from mertk.migration.anchors import TEXT_ANCHOR_FILE
-from mertk.sample_data.common import SAMPLE_INFO_NAME, SampleDataError
+from mertk.sample_data.folder import INFO_NAME, SampleDataError
 
 PACKAGED_LLP = Path(__file__).resolve().parent / "data" / "llp"  # the real AVVP_*.csv files, gzipped
 GENERATOR = "mertk sample-data llp"
@@ -402,7 +402,7 @@ def text_anchor_bytes(world: World) -> bytes:
 def _written_here(out: Path) -> bool:
     """Whether `out` holds this generator's info file."""
     try:
-        info = json.loads((out / SAMPLE_INFO_NAME).read_text(encoding="utf-8"))
+        info = json.loads((out / INFO_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(info, dict) and info.get("generator") == GENERATOR
@@ -453,10 +453,10 @@ def make_sample_llp(
     world = make_world()
     files[TEXT_ANCHOR_FILE] = text_anchor_bytes(world)
     info = {"generator": GENERATOR, "seed": seed, "videos": {split: sizes[split] for split in SPLIT_FILES}}
-    files[SAMPLE_INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+    files[INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
     check_out_dir(out, files)
     out.mkdir(parents=True, exist_ok=True)
-    _write_file(out / SAMPLE_INFO_NAME, files[SAMPLE_INFO_NAME])  # first: a folder it started is its own
+    _write_file(out / INFO_NAME, files[INFO_NAME])  # first: a folder it started is its own
     for name, data in files.items():
         _write_file(out / name, data)
     written = 0
