@@ -22,7 +22,7 @@ from mertk.corpora.llp_feature_shards import (
 from mertk.corpora.llp_features import feature_layout
 from mertk.execution.blocks import BlockReader
 from mertk.errors import InputError
-from mertk.sample_data.common import SAMPLE_INFO_NAME as INFO_NAME
+from mertk.sample_data.folder import INFO_NAME
 from mertk.sample_data.llp import make_sample_llp
 from mertk.sample_data.llp_shards import ShardLayoutOptions, make_sample_llp_shards, pretraining_videos
 

@@ -26,7 +26,7 @@ from mertk.corpora.llp_annotations import GROUND_TRUTH_FILES, WeakLabel, read_de
 from mertk.corpora.llp_feature_shards import SEGMENT_COLUMN, SHARD_FOLDER, VIDEO_COLUMN, shard_name
 from mertk.corpora.llp_features import pool_to_segments
 from mertk.migration.anchors import TEXT_ANCHOR_FILE
-from mertk.sample_data.common import SAMPLE_INFO_NAME, SampleDataError
+from mertk.sample_data.folder import INFO_NAME, SampleDataError
 from mertk.sample_data.llp import (
     EVAL_FILES,
     FEATURE_SPECS,
@@ -159,10 +159,10 @@ def make_sample_llp_shards(
         world = make_world()
         files[TEXT_ANCHOR_FILE] = text_anchor_bytes(world)
         info = {"generator": GENERATOR, "seed": seed, "videos": videos, "layout": "shards", **asdict(options)}
-        files[SAMPLE_INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
+        files[INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
         check_out_dir(out, files)
         out.mkdir(parents=True, exist_ok=True)
-        _write_file(out / SAMPLE_INFO_NAME, files[SAMPLE_INFO_NAME])  # first: a folder it started is its own
+        _write_file(out / INFO_NAME, files[INFO_NAME])  # first: a folder it started is its own
         for name, data in files.items():
             _write_file(out / name, data)
         shutil.rmtree(out / SHARD_FOLDER, ignore_errors=True)  # an earlier corpus' shards
