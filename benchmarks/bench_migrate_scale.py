@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS, read_dense_labels
+from mertk.corpora.llp_annotations import GROUND_TRUTH_FILES, MODALITIES, NUM_SEGMENTS, read_dense_labels
 from mertk.corpora.llp_feature_shards import ShardBlockReader
 from mertk.corpora.llp_features import feature_layout
 from mertk.execution.ray_executor import RayExecutor
@@ -42,7 +42,6 @@ from mertk.migration.target_corpus import (
     statistics_tasks,
     target_statistics,
 )
-from mertk.sample_data.llp import GROUND_TRUTH_FILES
 from mertk.sample_data.llp_shards import ShardLayoutOptions, make_sample_llp_shards
 from mertk.shards.dataset import read_shards
 from mertk.shards.schema import load_schema
@@ -52,14 +51,13 @@ AUDIOSET_CLIPS = 2_000_000
 SHARD_VIDEOS = 256  # output shard size (migrate-labels' default)
 NEIGHBOURS, VOTE_THRESHOLD = 10, 0.5
 SCHEMA = load_schema("avvp_pseudo_label", 1)
-SOURCE = Path(__file__).resolve().parents[1] / "sample_data" / "llp"
 
 
 def ensure(folder: Path, videos: int, seed: int) -> Path:
     if not (folder / "mertk_sample.json").is_file():
         print(f"generating {videos} videos into {folder} (once) ...", flush=True)
         options = ShardLayoutOptions(videos_per_shard=2000, features="clip", file_format="parquet", dtype="float16")
-        make_sample_llp_shards(folder, videos=videos, seed=seed, options=options, source=SOURCE, progress=False)
+        make_sample_llp_shards(folder, videos=videos, seed=seed, options=options, progress=False)
     return folder
 
 

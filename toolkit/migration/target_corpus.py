@@ -44,6 +44,7 @@ from mertk.shards.manifest import Rejection, ShardResult
 
 TARGET_SPLIT = "target"
 STATISTICS_BLOCK_VIDEOS = 2048  # videos per statistics task
+READ_VIDEOS = 256  # videos read at once inside a task: memory stays one such block
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,8 @@ def target_statistics(source: TargetSource, centre: bool, task: StatisticsTask) 
     stats = {m: ModalityStats.for_layout(source.layout, m, centre) for m in MODALITIES}
     rejected: list[tuple[int, Rejection]] = []
     sample = {m: np.zeros((0, source.layout.dim(m)), np.float32) for m in MODALITIES}
-    for first in range(0, len(task.videos), 256):  # bounded memory within the task too
-        videos = task.videos[first : first + 256]
+    for first in range(0, len(task.videos), READ_VIDEOS):
+        videos = task.videos[first : first + READ_VIDEOS]
         block = source.read(videos)
         good = [row for row, error in enumerate(block.errors) if error is None]
         for row, error in enumerate(block.errors):
