@@ -1,4 +1,4 @@
-"""Label migration at pre-training scale: a VGGSound-sized target in the shard layout, local vs Ray, exact vs IVF.
+"""Label migration at pre-training scale: a VGGSound-sized target in the shard layout, local vs Ray, exact vs HNSW.
 
 Usage: python benchmarks/bench_migrate_scale.py [--target-videos 200000] [--label-videos 20000]
                                                 [--exact-videos 2000] [--workers 2] [--cache-dir DIR]
@@ -6,7 +6,7 @@ Corpora (CLIP/CLAP features, float16 Parquet shards of 2,000 videos, made once b
 generator and reused): the bank is an LLP-scale corpus (11,849 videos, about 118k segments per
 modality) whose planted truth stands in for its migrated labels; the target has --target-videos
 videos (200,000: VGGSound scale, about 6 GB). What runs is what `migrate-labels --target` runs:
-the target's statistics pass over every video, the faiss index per modality (IVF tuned on a
+the target's statistics pass over every video, the faiss index per modality (HNSW tuned on a
 sample; exact for comparison), then k-NN labelling of the first --label-videos target videos with
 `--executor local` and with Ray (--workers), whose bytes must agree, and with exact neighbours on
 the first --exact-videos. Prints segments labelled per second, recall@10, the share of migrated
@@ -142,22 +142,22 @@ def main() -> None:
         f"{len(rejections) + len(bad)} rejected"
     )
 
-    # the indexes: exact and IVF (nprobe tuned on the sample), recall@10 and changed labels on the sample
-    indexes = {"exact": {}, "ivf": {}}
+    # the indexes: exact and HNSW (efSearch tuned on the sample), recall@10 and changed labels on the sample
+    indexes = {"exact": {}, "hnsw": {}}
     for m in MODALITIES:
         started = time.perf_counter()
         indexes["exact"][m] = build_index(bank_rows[m], "exact")
         exact_build = time.perf_counter() - started
         started = time.perf_counter()
-        ivf = build_index(bank_rows[m], "ivf")
-        ivf_build = time.perf_counter() - started
+        graph = build_index(bank_rows[m], "hnsw")
+        graph_build = time.perf_counter() - started
         started = time.perf_counter()
-        indexes["ivf"][m], measure = tune_and_measure(ivf, bank_rows[m], sample[m], bank_labels[m], NEIGHBOURS, VOTE_THRESHOLD)
+        indexes["hnsw"][m], measure = tune_and_measure(graph, bank_rows[m], sample[m], bank_labels[m], NEIGHBOURS, VOTE_THRESHOLD)
         tune = time.perf_counter() - started
         figures = measure.to_dict(NEIGHBOURS)
         print(
-            f"{m}: exact index {exact_build:.1f} s; IVF nlist {ivf.nlist} built in {ivf_build:.1f} s, nprobe {indexes['ivf'][m].nprobe} "
-            f"(tuned in {tune:.1f} s: {figures['nprobe_recall_at_10']}); on {figures['sample_queries']} sampled segments "
+            f"{m}: exact index {exact_build:.1f} s; HNSW built in {graph_build:.1f} s, efSearch {indexes['hnsw'][m].ef_search} "
+            f"(tuned in {tune:.1f} s: {figures['efSearch_recall_at_10']}); on {figures['sample_queries']} sampled segments "
             f"recall@10 {figures['recall_at_10']:.4f}, migrated labels changed {figures['labels_changed']}/{figures['labels_exact']} "
             f"= {100 * figures['labels_changed_share']:.2f} %"
         )
@@ -176,23 +176,23 @@ def main() -> None:
         print(f"{name}: {len(chosen)} videos in {seconds:.1f} s = {rate:.0f} segments/s (each segment: audio and visual)", flush=True)
         return rate
 
-    local_rate = run("local-ivf", "ivf", labelled)
+    local_rate = run("local-hnsw", "hnsw", labelled)
     local_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with RayExecutor(workers=args.workers) as executor:
         started = time.perf_counter()
-        ray_rate = run("ray-ivf", "ivf", labelled, executor)
+        ray_rate = run("ray-hnsw", "hnsw", labelled, executor)
         peaks = dict(executor.map_ordered(peak_rss_bytes, list(range(8 * args.workers))))
         print(
             f"ray workers ({len(peaks)} processes): peak resident memory "
             f"{', '.join(f'{peak / 2**30:.2f} GB (private {own / 2**30:.2f} GB)' for peak, own in sorted(peaks.values()))}"
         )
-    same = digest(out / "local-ivf") == digest(out / "ray-ivf")
+    same = digest(out / "local-hnsw") == digest(out / "ray-hnsw")
     print(f"ray shards identical to local: {same}; local process peak (bank, indexes, statistics, labelling) {local_peak / 2**30:.2f} GB")
     exact_rate = run("local-exact", "exact", labelled[: args.exact_videos])
-    changed, migrated = changed_labels(out / "local-ivf", out / "local-exact")
+    changed, migrated = changed_labels(out / "local-hnsw", out / "local-exact")
     print(
-        f"exact vs IVF on {args.exact_videos} videos: {exact_rate:.0f} vs {local_rate:.0f} segments/s "
-        f"(IVF / exact: {local_rate / exact_rate:.2f}); migrated labels changed {changed}/{migrated} = {100 * changed / max(migrated, 1):.2f} %"
+        f"exact vs HNSW on {args.exact_videos} videos: {exact_rate:.0f} vs {local_rate:.0f} segments/s "
+        f"(HNSW / exact: {local_rate / exact_rate:.2f}); migrated labels changed {changed}/{migrated} = {100 * changed / max(migrated, 1):.2f} %"
     )
 
     per_worker = ray_rate / args.workers

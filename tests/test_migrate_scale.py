@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from mertk.cli.app import app
 from mertk.migration.config import MigrationConfig
+from mertk.migration.neighbours import RECALL_GOAL
 from mertk.pipelines.label_migration import OUTPUT_FOLDER, TARGET_FOLDER, migrate_labels
 from mertk.sample_data.llp import make_sample_llp
 from mertk.sample_data.llp_shards import ShardLayoutOptions, make_sample_llp_shards
@@ -71,15 +72,15 @@ def test_ray_with_two_workers_writes_the_bytes_of_local_and_resumes_to_them(corp
     assert (ray_target / "avvp_pseudo_label-00000.parquet").stat().st_mtime_ns == kept
 
 
-def test_ivf_neighbours_are_tuned_measured_and_recorded(corpora, tmp_path):
+def test_hnsw_neighbours_are_tuned_measured_and_recorded(corpora, tmp_path):
     bank, target = corpora
-    result = migrate_labels(bank, tmp_path / "ivf", config(target, features="clip", neighbour_index="ivf"), progress=False)
-    manifest = json.loads((tmp_path / "ivf" / TARGET_FOLDER / MANIFEST_NAME).read_text())
-    assert manifest["parameters"]["neighbour_index"] == "ivf"
+    result = migrate_labels(bank, tmp_path / "hnsw", config(target, features="clip", neighbour_index="hnsw"), progress=False)
+    manifest = json.loads((tmp_path / "hnsw" / TARGET_FOLDER / MANIFEST_NAME).read_text())
+    assert manifest["parameters"]["neighbour_index"] == "hnsw"
     for modality in ("audio", "visual"):
         recorded = manifest["summary"]["neighbours"][modality]
-        assert recorded["type"] == "IndexIVFFlat" and recorded["nprobe"] <= recorded["nlist"]
-        assert recorded["recall_at_10"] >= 0.97 and 0 <= recorded["labels_changed_share"] <= 1
+        assert recorded["type"] == "IndexHNSWFlat" and recorded["efSearch"] >= 16
+        assert recorded["recall_at_10"] >= RECALL_GOAL and 0 <= recorded["labels_changed_share"] <= 1
         assert recorded["sample_queries"] == 300  # every target segment: 30 videos (fewer than the sample size)
     assert result.target["neighbours"] == manifest["summary"]["neighbours"]
 

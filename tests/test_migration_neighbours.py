@@ -1,4 +1,4 @@
-"""faiss neighbours for cross-corpus migration: exact equals the numpy k-NN, IVF is tuned and measured."""
+"""faiss neighbours for cross-corpus migration: exact equals the numpy k-NN, HNSW is tuned and measured."""
 from __future__ import annotations
 
 import pickle
@@ -66,7 +66,7 @@ def test_a_bank_smaller_than_k_votes_with_what_it_has():
 def test_the_index_pickles_as_bytes_and_searches_the_same_after():
     rng = np.random.default_rng(5)
     bank = _clustered(rng, 4000, 32, 20)
-    index = build_index(bank, "ivf")
+    index = build_index(bank, "hnsw")
     before = index.search(bank[:50], 10)
     copy = pickle.loads(pickle.dumps(index))
     assert copy._index is None  # the faiss object is rebuilt from the bytes, not pickled
@@ -74,18 +74,18 @@ def test_the_index_pickles_as_bytes_and_searches_the_same_after():
     np.testing.assert_array_equal(before[1], after[1])
 
 
-def test_ivf_is_tuned_to_the_recall_goal_and_measured_against_exact():
+def test_hnsw_is_tuned_to_the_recall_goal_and_measured_against_exact():
     rng = np.random.default_rng(6)
     bank = _clustered(rng, 8000, 48, 40)
     queries = _clustered(np.random.default_rng(7), 600, 48, 40)
     labels = rng.random((8000, 25)) < 0.2
-    index = build_index(bank, "ivf")
-    assert index.nlist == round(2 * np.sqrt(8000))
+    index = build_index(bank, "hnsw")
+    assert index.serialized.tobytes() == build_index(bank, "hnsw").serialized.tobytes()  # same graph every run
     tuned, measure = tune_and_measure(index, bank, queries, labels, k=10, vote_threshold=0.3)
     assert measure is not None and measure.queries == 600
     assert measure.recall_at_10 >= RECALL_GOAL
-    assert tuned.nprobe == max(measure.nprobe_recalls)  # the last nprobe tried is the first to reach the goal
-    assert all(r < RECALL_GOAL for p, r in measure.nprobe_recalls.items() if p < tuned.nprobe)
+    assert tuned.ef_search == max(measure.depth_recalls)  # the last efSearch tried is the first to reach the goal
+    assert all(r < RECALL_GOAL for p, r in measure.depth_recalls.items() if p < tuned.ef_search)
     # recompute the recall independently
     _, truth = build_index(bank, "exact").search(queries, 10)
     _, found = tuned.search(queries, 10)
@@ -93,7 +93,7 @@ def test_ivf_is_tuned_to_the_recall_goal_and_measured_against_exact():
     assert measure.labels_exact > 0 and measure.labels_changed <= measure.labels_exact
     manifest = measure.to_dict(10)
     assert manifest["labels_changed_share"] == pytest.approx(measure.labels_changed / measure.labels_exact, abs=1e-5)
-    assert tuned.parameters()["nprobe"] == tuned.nprobe and tuned.parameters()["type"] == "IndexIVFFlat"
+    assert tuned.parameters()["efSearch"] == tuned.ef_search and tuned.parameters()["type"] == "IndexHNSWFlat"
 
 
 def test_exact_index_has_no_measure():
@@ -105,10 +105,10 @@ def test_exact_index_has_no_measure():
 
 def test_index_choice():
     assert choose_index_kind("auto", 120_000, 120_000) == "exact"  # LLP labelling an LLP-sized corpus
-    assert choose_index_kind("auto", 120_000, 2_000_000) == "ivf"  # a VGGSound-sized target
+    assert choose_index_kind("auto", 120_000, 2_000_000) == "hnsw"  # a VGGSound-sized target
     assert EXACT_MAX_PAIRS >= 120_000 * 120_000
     assert choose_index_kind("exact", 10**9, 10**9) == "exact"
     with pytest.raises(NeighbourIndexError, match="--neighbour-index"):
-        choose_index_kind("hnsw", 1, 1)
+        choose_index_kind("ivf", 1, 1)
     with pytest.raises(NeighbourIndexError, match="empty"):
         build_index(np.zeros((0, 4), np.float32), "exact")
