@@ -33,7 +33,7 @@ def migrate_labels(
     workers: int = typer.Option(DEFAULTS.workers, "--workers", min=1, help="Processes for the labelling pass, or the CPUs of a local Ray (same bytes for any value)."),
     executor: Literal[EXECUTORS] = typer.Option(DEFAULTS.executor, "--executor", help="local (this machine) or ray (Ray tasks, labelling and --target alike; same bytes)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to run on (e.g. auto, HEAD_IP:6379); default: $RAY_ADDRESS, else a local Ray."),
-    neighbour_index: Literal[INDEX_KINDS] = typer.Option(DEFAULTS.neighbour_index, "--neighbour-index", help="--target neighbours: exact (faiss IndexFlatIP), hnsw (IndexHNSWFlat, efSearch tuned to recall@10 >= 0.96 on a sample), auto (exact up to 5e10 bank x target segments)."),
+    neighbour_index: Literal[INDEX_KINDS] = typer.Option(DEFAULTS.neighbour_index, "--neighbour-index", help="--target neighbours: exact (faiss IndexFlatIP), hnsw (IndexHNSWFlat, efSearch tuned to recall@10 >= 0.975 on a sample), auto (exact up to 5e10 bank x target segments)."),
 ) -> None:
     """Migrate LLP's video-level labels to (segment, modality) pseudo-labels; report their quality.
 
