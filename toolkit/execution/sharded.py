@@ -163,6 +163,11 @@ def _load_complete_state(out_dir: Path, state_dir: Path, schema: Schema, index: 
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # a damaged state file: the shard is simply redone
-    if not isinstance(state, dict) or state.get("sha256") != file_sha256(shard_path):
+    if not isinstance(state, dict) or any(not isinstance(state.get(key), kind) for key, kind in _STATE_FIELDS.items()):
+        return None  # a state file that lost fields: redone as well
+    if state["sha256"] != file_sha256(shard_path):
         return None
     return state
+
+
+_STATE_FIELDS = {"fingerprint": str, "path": str, "rows": int, "sha256": str, "inputs": int, "written_inputs": list, "rejections": list}
