@@ -92,7 +92,7 @@ def test_every_rejection_reason_reaches_the_manifest(tmp_path):
     folder = corpus / "CASME2_RAW_selected" / f"sub{int(first['Subject']):02d}" / first["Filename"]
     # An unreadable apex frame in the first row's sample.
     apex = first["ApexFrame"] if first["ApexFrame"] != "/" else first["OffsetFrame"]
-    (folder / f"img{apex}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (folder / f"img{apex}.jpg").write_bytes(b"\xff\xd8 not really a jpeg \xff\xd9")  # whole, but not decodable
     # A row whose offset frame is missing on disk.
     second = sheet.iloc[1].to_dict()
     second_folder = corpus / "CASME2_RAW_selected" / f"sub{int(second['Subject']):02d}" / second["Filename"]
@@ -267,3 +267,20 @@ def test_cli_read_only_out_and_damaged_state_files_are_one_line(built, tmp_path)
     code, text = run_mertk("build-unimer", "--casme2", str(CORPUS), "--out", str(tmp_path / "out"), "--shard-size", "8", "--no-report")
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert code == 2 and "Traceback" not in text and len(errors) == 1 and "run with other parameters" in errors[0], text
+
+
+def test_motion_curve_chart_marks_both_apexes_on_a_frame_axis():
+    from mertk.unimer.charts import CODED_APEX, ESTIMATED_APEX, motion_curve_chart, nice_ticks
+
+    assert nice_ticks(0, 0.73, 4) == [0, 0.2, 0.4, 0.6, 0.8] and nice_ticks(133, 157, 6) == [130, 135, 140, 145, 150, 155, 160]
+    frames = list(range(100, 131, 3))
+    values = [float(10 - abs(f - 115) / 3) for f in frames]
+    chart = motion_curve_chart(frames, values, 100, 130, coded_apex=112, estimated_apex=115)
+
+    def columns_of(colour):
+        return set(np.argwhere((chart == colour).all(axis=2))[:, 1])
+
+    coded, estimated = columns_of(CODED_APEX), columns_of(ESTIMATED_APEX)
+    assert coded and estimated and np.median(sorted(estimated)) > np.median(sorted(coded))
+    only_estimate = motion_curve_chart(frames, values, 100, 130, coded_apex=None, estimated_apex=115)
+    assert not (only_estimate == CODED_APEX).all(axis=2).any()
