@@ -100,8 +100,8 @@ def face_with_motion(
     picture = cv2.cvtColor(cv2.resize(face_hw, (size, size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_GRAY2BGR)
     factor = size * boxes_scale
     for region, side, x0, y0, x1, y1 in boxes:
-        colour = SUPPORTED_BOX if (region, side) in highlight else OTHER_BOX
-        cv2.rectangle(picture, (int(x0 * factor), int(y0 * factor)), (int(x1 * factor), int(y1 * factor)), colour, 1)
+        supported = (region, side) in highlight
+        cv2.rectangle(picture, (int(x0 * factor), int(y0 * factor)), (int(x1 * factor), int(y1 * factor)), SUPPORTED_BOX if supported else OTHER_BOX, 2 if supported else 1)
     rows, cols = u_hw.shape
     step_y, step_x = size / rows, size / cols
     magnitude = np.hypot(u_hw, v_hw)

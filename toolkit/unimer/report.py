@@ -46,7 +46,8 @@ def _corpus_figures(measurements: Sequence, manifest: Manifest) -> list[str]:
     if per_au:
         sections.append(img(png_bytes(support_chart(per_au)), "support rate per AU"))
     unlabelled = [u.magnitude for m in measurements for u in m.unlabelled]
-    edges = np.linspace(0, max([5.0, *supported_mag, *unsupported_mag, *unlabelled]), 41)
+    largest = max([*supported_mag, *unsupported_mag, *unlabelled], default=1.0)
+    edges = np.linspace(0, max(1.0, 1.05 * largest), 41)  # the axis ends where the data do
     series = [("supported", supported_mag, GREEN), ("not supported", unsupported_mag, RED)]
     if unlabelled:
         series.append(("unlabelled motion", unlabelled, BLUE))
