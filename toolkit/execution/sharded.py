@@ -171,3 +171,4 @@ def _load_complete_state(out_dir: Path, state_dir: Path, schema: Schema, index: 
     if state.get("sha256") != file_sha256(shard_path):
         return None
     return state
+
