@@ -1,7 +1,9 @@
-"""Uni-MER construction: CASME II -> unimer_sample shards + manifest + report.
+"""Uni-MER construction: MER corpora (CASME II, SAMM, SMIC-HS, CAS(ME)^3, MMEW) -> unimer_sample
+shards + manifest + report.
 
 Stages (the method is in `mertk.unimer`; how pass 1 runs is `mertk.execution.measure_pool`):
-  read sheet + frames (corpora.casme2)
+  read sheets + frames of each corpus given (corpora.readers; ids prefixed with the corpus when
+     there are several)
   -> pass 1, per sample (unimer.measure): face + 68 landmarks on the onset frame, aligned face
      crop, onset->t motion curve and apex estimate where the sheet says '/', onset->apex flow,
      head-motion compensation, strain, region motion; in `workers` processes, each chunk of
@@ -23,7 +25,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from mertk.captions import IntensityBins
-from mertk.corpora.casme2 import CorpusListing, read_casme2
+from mertk.corpora.mer import CorpusListing
+from mertk.corpora.readers import merge_listings, read_corpora
 from mertk.execution.measure_pool import measure_samples, start_measure_pool, submit_in_parts
 from mertk.execution.sharded import run_sharded
 from mertk.face import resolve_predictor_path
@@ -52,7 +55,7 @@ class UnimerRun:
 
 
 def build_unimer(
-    casme2: Path | str,
+    casme2: Path | str | None,
     out: Path | str,
     params: UnimerParameters = UnimerParameters(),
     workers: int = 1,
@@ -60,8 +63,15 @@ def build_unimer(
     progress: bool = True,
     report: bool = True,
     sheet: Path | str | None = None,
+    *,
+    samm: Path | str | None = None,
+    smic: Path | str | None = None,
+    casme3: Path | str | None = None,
+    mmew: Path | str | None = None,
 ) -> UnimerRun:
-    """Build OUT/unimer/ from a CASME II folder: shards, manifest, report. Resumable."""
+    """Build OUT/unimer/ from one or more corpus folders (any subset): shards, manifest, report.
+    Resumable. `sheet` and `params.layout` are CASME II's."""
+    corpora = {name: Path(path) for name, path in (("casme2", casme2), ("samm", samm), ("smic", smic), ("casme3", casme3), ("mmew", mmew)) if path is not None}
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     # Resolved once (a missing model is reported before any work; workers skip the lookup).
@@ -70,8 +80,8 @@ def build_unimer(
     # The pool's workers load the dlib models while this process reads the corpus.
     pool = start_measure_pool(params, workers) if workers > 1 else None
     try:
-        listing = read_casme2(casme2, layout=params.layout, sheet=sheet)
-        return _build(listing, casme2, out_dir, params, pool, command, progress, report)
+        listing = merge_listings(read_corpora(corpora, casme2_layout=params.layout, casme2_sheet=sheet))
+        return _build(listing, corpora, out_dir, params, pool, command, progress, report)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -85,7 +95,7 @@ def _import_arrow_conversions() -> None:
 
 def _build(
     listing: CorpusListing,
-    casme2: Path | str,
+    corpora: dict[str, Path],
     out_dir: Path,
     params: UnimerParameters,
     pool: Executor | None,
@@ -96,10 +106,14 @@ def _build(
     results = measure_samples(listing.samples, params, out_dir / MEASURE_DIR, pool=pool, progress=progress, while_waiting=_import_arrow_conversions)
     measurements = [r for r in results if isinstance(r, SampleMeasurement)]
     evidence_params, bins = score_run(measurements, params)
+    sources = (
+        {"casme2": str(corpora["casme2"]), "sheet": listing.sheet.name}  # a CASME II build records what it always did
+        if list(corpora) == ["casme2"]
+        else {"corpora": {name: str(path) for name, path in corpora.items()}}
+    )
     parameters = {
-        "casme2": str(Path(casme2)),
+        **sources,
         "layout": listing.layout,
-        "sheet": listing.sheet.name,
         **params.fingerprint_dict(),
         "intensity_bins": bins.to_dict(),
         "evidence_thresholds": {"min_magnitude": evidence_params.min_magnitude, "strong_magnitude": evidence_params.strong_magnitude},

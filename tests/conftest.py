@@ -1,19 +1,24 @@
 """Shared test helpers.
 
-`shared_data`: the real published files (`../shared/data` beside the repository in CI, or
-/work/shared/data). A user's fresh clone has neither: tests that need them skip, saying why.
+`shared_data`: the real published files, `../shared/data` beside the repository (CI has it), or
+the folder named by MERTK_SHARED_DATA. A user's fresh clone has neither: tests that need them
+skip, saying why.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA_CANDIDATES = (Path(__file__).resolve().parents[1].parent / "shared" / "data", Path("/work/shared/data"))
+SHARED_DATA_CANDIDATES = tuple(
+    Path(folder) for folder in (os.environ.get("MERTK_SHARED_DATA"), Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    if folder
+)
 
 
 def shared_data_folder(name: str) -> Path | None:
-    """`shared/data/<name>` if it exists beside the repository (or at /work/shared), else None."""
+    """`shared/data/<name>` if it exists beside the repository (or under MERTK_SHARED_DATA), else None."""
     for root in SHARED_DATA_CANDIDATES:
         if (root / name).is_dir():
             return root / name

@@ -42,9 +42,19 @@ def test_a_folder_that_is_not_an_output_is_refused_in_one_line(tmp_path):
     assert len(lines) == 1 and str(folder) in lines[0] and "_manifest.json" in lines[0]
 
 
-def test_usage_errors_keep_clicks_message_and_status(tmp_path):
-    result = run_mertk("no-such-command")
-    assert result.returncode == 2 and "No such command" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("no-such-command",), "No such command"),
+        (("migrate-labels", "--llp", ".", "--out", "o", "--workers", "0"), "--workers"),
+        (("validate",), "Missing argument"),
+    ],
+)
+def test_usage_errors_are_one_line_with_status_2(args, words):
+    result = run_mertk(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert words in lines[0] and "--help" in lines[0] and "Traceback" not in result.stderr
 
 
 def test_debug_adds_the_traceback_to_the_line(capsys):

@@ -16,13 +16,12 @@ from mertk.metrics.avvp_evaluation import evaluate_avvp_predictions
 from mertk.shards.io import write_shard
 from mertk.shards.manifest import write_single_output_manifest
 from mertk.shards.schema import load_schema
+from conftest import shared_data_folder
 
-LLP = Path("/work/shared/data/llp")
-for candidate in (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "llp", LLP):
-    if (candidate / "AVVP_eval_audio.csv").is_file():
-        LLP = candidate
-        break
-needs_llp = pytest.mark.skipif(not (LLP / "AVVP_eval_audio.csv").is_file(), reason="real LLP annotation files not present")
+LLP = shared_data_folder("llp") or Path("../shared/data/llp")
+needs_llp = pytest.mark.skipif(
+    not (LLP / "AVVP_eval_audio.csv").is_file(), reason="needs the real LLP files in ../shared/data/llp (absent in a fresh clone)"
+)
 
 runner = CliRunner()
 

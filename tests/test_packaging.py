@@ -29,6 +29,7 @@ def test_wheel_carries_pipelines_and_schemas(tmp_path: Path):
         assert f"mertk/schemas/{schema.name}" in names
     assert "mertk/schemas/README.md" in names
     assert "mertk/pipelines/__init__.py" in names
+    assert {"mertk/corpora/data/combined_3class_gt.csv", "mertk/corpora/data/SOURCE.md"} <= names  # the MEGC2019 list and its source
     assert "mertk/cli/app.py" in names and "mertk/shards/manifest.py" in names
     assert "mertk/sample_data/llp.py" in names and "mertk/sample_data/data/llp/AVVP_train.csv.gz" in names  # fresh clone: no ../shared
     assert not any(name.startswith(("toolkit/", "tests/")) for name in names)

@@ -5,7 +5,7 @@
 * A rigid reference region (nose bridge, points 27-30) for head-motion compensation.
 * For each Action Unit: the regions it moves, the expected unit motion direction per side and a
   human phrase for captions.
-* The parser for AU cells of the CASME II / SAMM coding sheets.
+* The AU-cell parser of every corpus' coding sheet is `mertk.au.notation` (re-exported here).
 
 Sides: "L" and "R" are the *subject's* left and right, as in the CASME II sheet. For a frontal,
 non-mirrored image the subject's left is on the image's right (larger x). Image coordinates: x to
@@ -16,9 +16,7 @@ from the face midline, `down`) and turned into image (dx, dy) per side: outward 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -243,80 +241,6 @@ def expected_direction(au: int, region: str, side: str) -> tuple[float, float] |
     return None
 
 
-# --- AU cells of coding sheets ----------------------------------------------------------------
+# --- AU cells of coding sheets: the parser lives in mertk.au.notation (re-exported here) ---
 
-
-class AuParseError(ValueError):
-    """An 'Action Units' cell holds a token that is not an AU."""
-
-    def __init__(self, token: str, cell: str):
-        self.token = token
-        self.cell = cell
-        super().__init__(f"not an Action Unit: {token!r} in {cell!r} (expected e.g. 4, R12, L10, AU12, R14A)")
-
-
-@dataclass(frozen=True)
-class AuLabel:
-    """One AU of a sheet cell: `side` "L"/"R" (subject's side) or None for both; `intensity` A-E (SAMM) or None."""
-
-    au: int
-    side: str | None = None
-    intensity: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.side or ''}{self.au}{self.intensity or ''}"
-
-
-# Optional side (L/R, either side of an optional "AU"), 1-2 digits, optional ".0" from numeric
-# cells, optional FACS intensity letter A-E (SAMM's R14A).
-_TOKEN = re.compile(r"^(?:AU)?\s*([LR])?\s*(?:AU)?\s*(\d{1,2})(?:\.0+)?\s*([A-E])?$", re.IGNORECASE)
-
-
-def _is_missing(cell: object) -> bool:
-    if cell is None:
-        return True
-    if isinstance(cell, float) and math.isnan(cell):
-        return True
-    return isinstance(cell, str) and cell.strip() == ""
-
-
-def parse_au_string(cell: object) -> list[AuLabel]:
-    """Parse a sheet's 'Action Units' cell into AU labels, in cell order, duplicates dropped.
-
-    Accepts numbers (4, 4.0 from numeric cells), '+'- or ','-separated tokens with spaces
-    ('4+7+L10', 'R12 + R15'), side prefixes L/R, an 'AU' prefix and SAMM intensity suffixes A-E.
-    An empty cell gives []. Any other token raises AuParseError naming it.
-    """
-    if _is_missing(cell):
-        return []
-    if isinstance(cell, bool):
-        raise AuParseError(str(cell), str(cell))
-    if isinstance(cell, (int, np.integer)):
-        text = str(int(cell))
-    elif isinstance(cell, (float, np.floating)):
-        if not float(cell).is_integer():
-            raise AuParseError(str(cell), str(cell))
-        text = str(int(cell))
-    elif isinstance(cell, str):
-        text = cell
-    else:
-        raise AuParseError(repr(cell), repr(cell))
-    labels: list[AuLabel] = []
-    for raw in re.split(r"[+,]", text):
-        token = raw.strip()
-        match = _TOKEN.match(token)
-        if match is None:
-            raise AuParseError(token, text)
-        side, number, intensity = match.groups()
-        au = int(number)
-        if au < 1:
-            raise AuParseError(token, text)
-        label = AuLabel(au, side.upper() if side else None, intensity.upper() if intensity else None)
-        if label not in labels:
-            labels.append(label)
-    return labels
-
-
-def format_au_labels(labels: Iterable[AuLabel]) -> str:
-    """The sheet spelling of labels: '4+7+L10'."""
-    return "+".join(str(label) for label in labels)
+from mertk.au.notation import AuLabel, AuParseError, format_au_labels, parse_au_string  # noqa: E402,F401  (older import path)

@@ -17,7 +17,8 @@ from mertk.au.facs import au_spec
 from mertk.captions.intensity import IntensityBins
 
 INSTRUCTION_TASKS = ("describe_motion", "name_aus", "classify_emotion", "region_question", "temporal_question")
-FRAME_RATE = 200  # CASME II
+FRAME_RATE = 200  # CASME II; a summary carries its corpus' own rate
+AU_SOURCES = ("labels", "flow")  # AU-labelled motion the flow confirms / what the flow alone shows (no AU coding)
 SIDE_WORDS = {"L": "left", "R": "right", None: "both sides"}
 REGION_WORDS = {
     "inner_brow": "inner brow",
@@ -67,6 +68,8 @@ class MotionSummary:
     offset_frame: int
     apex_estimated: bool
     curve_peak_frame: int | None
+    fps: float = FRAME_RATE
+    au_source: str = "labels"  # "flow": the clip has no AU coding; `supported` is what the flow alone shows
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,13 @@ def _join(parts: Sequence[str]) -> str:
 
 
 def compose_caption(summary: MotionSummary, bins: IntensityBins) -> str:
-    """One or two sentences naming only the supported motions, with side and intensity."""
+    """One or two sentences naming only the supported motions, with side and intensity; for a
+    clip without AU coding, the motions the flow shows, saying that no AU coding backs them."""
     clauses = _motion_clauses(summary, bins)
+    if summary.au_source == "flow":
+        if not clauses:
+            return "The optical flow shows no coherent facial motion between onset and apex, and no AU coding is given for this clip."
+        return f"Between onset and apex the optical flow shows a {_join(clauses)}, each named with the Action Unit whose motion it fits best; no AU coding backs this description."
     if not clauses:
         return "No facial motion is supported by both the optical flow and the AU labels between onset and apex."
     text = _join(clauses)
@@ -160,6 +168,12 @@ def _describe(summary: MotionSummary, bins: IntensityBins, rng: random.Random) -
 
 
 def _name_aus(summary: MotionSummary, rng: random.Random) -> Instruction:
+    if summary.au_source == "flow":
+        names = [f"{_au_name(m.au)} {_side_text(m.side)}" for m in summary.supported]
+        response = "No AU coding is given for this clip. " + (
+            f"The motion the optical flow shows fits {_join(names)} best." if names else "The optical flow shows no coherent facial motion."
+        )
+        return Instruction("name_aus", rng.choice(_NAME_AUS), response)
     if summary.supported:
         names = [f"{_au_name(m.au)} {_side_text(m.side)}" for m in summary.supported]
         response = f"{_join(names)}."
@@ -173,7 +187,9 @@ def _name_aus(summary: MotionSummary, rng: random.Random) -> Instruction:
 
 def _classify(summary: MotionSummary, bins: IntensityBins, rng: random.Random) -> Instruction:
     clauses = _motion_clauses(summary, bins)
-    if clauses:
+    if clauses and summary.au_source == "flow":
+        rationale = f"The optical flow shows a {_join(clauses)} (read from the flow; no AU coding backs it), the motion pattern that goes with {summary.emotion}."
+    elif clauses:
         rationale = f"The face shows a {_join(clauses)}, the motion pattern that goes with {summary.emotion}."
     else:
         rationale = "No labelled Action Unit is confirmed by the flow, so the reading rests on the coders' judgement, not on visible motion."
@@ -191,7 +207,8 @@ def _region(summary: MotionSummary, bins: IntensityBins, rng: random.Random) -> 
         response = (
             f"Yes. The {side_words} {region_words} moves {_direction_words(answer.direction_deg, answer.side)} "
             f"({bins.word(answer.magnitude)}, {answer.magnitude:.1f}% of the inter-ocular distance), "
-            f"the {_phrase(answer.supported_au)} of AU{answer.supported_au}."
+            f"the {_phrase(answer.supported_au)} of AU{answer.supported_au}"
+            + (", read from the flow (no AU coding is given for this clip)." if summary.au_source == "flow" else ".")
         )
     elif answer.unlabelled:
         response = (
@@ -204,8 +221,8 @@ def _region(summary: MotionSummary, bins: IntensityBins, rng: random.Random) -> 
 
 
 def _temporal(summary: MotionSummary, rng: random.Random) -> Instruction:
-    rise_ms = (summary.apex_frame - summary.onset_frame) * 1000 / FRAME_RATE
-    total_ms = (summary.offset_frame - summary.onset_frame) * 1000 / FRAME_RATE
+    rise_ms = (summary.apex_frame - summary.onset_frame) * 1000 / summary.fps
+    total_ms = (summary.offset_frame - summary.onset_frame) * 1000 / summary.fps
     how = "estimated from the peak of the motion curve" if summary.apex_estimated else "as coded"
     response = (
         f"Onset at frame {summary.onset_frame}, apex at frame {summary.apex_frame} ({how}), offset at frame "

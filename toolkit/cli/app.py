@@ -14,14 +14,16 @@ from mertk.cli.failures import run_cli, set_debug
 app = typer.Typer(
     name="mertk",
     help=(
-        "mertk builds, validates and trains on research datasets for two video-understanding tasks:\n\n"
-        "* micro-expression recognition: `mertk build-unimer --casme2 PATH` turns CASME II into Uni-MER, "
-        "an instruction dataset whose captions state only the facial motion that both optical flow and "
-        "the Action Unit labels support;\n\n"
+        "mertk builds, validates and trains on research datasets for three video-understanding tasks:\n\n"
+        "* micro-expression recognition: `mertk build-unimer --casme2 PATH [--samm ...]` turns the MER corpora "
+        "into Uni-MER, an instruction dataset whose captions state only the facial motion that both optical "
+        "flow and the Action Unit labels support; `mertk train mer` / `mertk predict mer`;\n\n"
         "* audio-visual video parsing: `mertk migrate-labels --llp PATH` turns LLP's video-level labels "
-        "into dense audio / visual segment pseudo-labels by similarity-based label migration.\n\n"
+        "into dense audio / visual segment pseudo-labels by similarity-based label migration; `mertk train avvp`;\n\n"
+        "* dense audio-visual event localisation: `mertk train dave --unav PATH` trains ESG-Net on UnAV-100.\n\n"
         "Outputs are Parquet shards with a manifest; `mertk validate` checks them against versioned "
-        "schemas, `mertk evaluate` computes the field's metrics and `mertk train` trains the bundled models."
+        "schemas, `mertk evaluate` computes the field's metrics and `mertk train` trains the bundled models. "
+        "A failure is one line (exit 2: bad input, 1: the run failed); `mertk --debug ...` adds the traceback."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -43,7 +45,7 @@ def _root(
     ),
     debug: bool = typer.Option(False, "--debug", help="On a failure, show the Python traceback after the one-line error."),
 ) -> None:
-    """mertk: datasets, schemas, metrics and trainers for MER and AVVP research."""
+    """mertk: datasets, schemas, metrics and trainers for MER, AVVP and DAVE research."""
     set_debug(debug)
 
 

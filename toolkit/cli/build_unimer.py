@@ -1,4 +1,4 @@
-"""`mertk build-unimer --casme2 PATH --out OUT`: parses the options and calls the pipeline."""
+"""`mertk build-unimer --casme2 P --samm P --smic P --casme3 P --mmew P --out OUT` (any subset): parses the options and calls the pipeline."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +23,11 @@ def _positive(value: float | None) -> float | None:
 
 
 def build_unimer(
-    casme2: Path = typer.Option(..., "--casme2", help="CASME II folder: the coding sheet and CASME2_RAW_selected/ or Cropped/."),
+    casme2: Optional[Path] = typer.Option(None, "--casme2", help="CASME II folder: a CASME2-coding-* sheet and CASME2_RAW_selected/ or Cropped/."),
+    samm: Optional[Path] = typer.Option(None, "--samm", help="SAMM folder: SAMM_Micro_FACS_Codes_v2.xlsx and SAMM/<subject>/<clip>/."),
+    smic: Optional[Path] = typer.Option(None, "--smic", help="SMIC folder holding HS/<subject>/micro/<emotion>/<clip>/ (no AU coding: captions from the flow)."),
+    casme3: Optional[Path] = typer.Option(None, "--casme3", help="CAS(ME)^3 part A folder: cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx and <subject>/<recording>/color/."),
+    mmew: Optional[Path] = typer.Option(None, "--mmew", help="MMEW folder: MMEW_Micro_Exp.xlsx and Micro_Expression/<emotion>/<clip>/."),
     out: Path = typer.Option(Path("out"), "--out", help="Output folder; shards, manifest and report go to OUT/unimer/."),
     flow: FlowMethod = typer.Option("dis", "--flow", help="Optical flow onset->apex: dis (default: DIS down to pyramid level 1, one refinement iteration), dis_medium (OpenCV's MEDIUM preset), farneback or tvl1."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes measuring samples in parallel."),
@@ -40,12 +44,14 @@ def build_unimer(
     shard_size: int = typer.Option(32, "--shard-size", min=1, help="Samples per shard."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/unimer/_report.html."),
 ) -> None:
-    """Build Uni-MER from CASME II: flow x AU dual constraint, captions, instructions, shards, report."""
+    """Build Uni-MER from MER corpora (any of --casme2 --samm --smic --casme3 --mmew): flow x AU dual constraint, captions, instructions, shards, report."""
     from mertk.au.evidence import EvidenceParameters
     from mertk.pipelines.build_unimer import UnimerParameters, build_unimer as run_build
     from mertk.shards.layout import MANIFEST_NAME
     from mertk.shards.manifest import command_line
 
+    if not any((casme2, samm, smic, casme3, mmew)):
+        raise typer.BadParameter("give at least one corpus folder: --casme2, --samm, --smic, --casme3 or --mmew")
     params = UnimerParameters(
         flow_method=flow,
         layout=layout,
@@ -58,7 +64,7 @@ def build_unimer(
         shard_size=shard_size,
         predictor=str(predictor) if predictor else None,
     )
-    run = run_build(casme2, out, params, workers=workers, command=command_line(), report=report, sheet=sheet)
+    run = run_build(casme2, out, params, workers=workers, command=command_line(), report=report, sheet=sheet, samm=samm, smic=smic, casme3=casme3, mmew=mmew)
     manifest = run.manifest
     console.print(
         f"{run.out_dir}: {manifest.inputs_written} samples written, {manifest.inputs_rejected} rejected "

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mertk.console import console
+from mertk.cli import evaluate_dave
 
 evaluate_app = typer.Typer(
     help="Compute the field's metrics: the ten AVVP numbers on LLP val/test, UF1/UAR for MER.",
@@ -107,4 +108,5 @@ def evaluate_mer(
 
 
 def register(app: typer.Typer) -> None:
+    evaluate_dave.register(evaluate_app)
     app.add_typer(evaluate_app, name="evaluate")

@@ -66,10 +66,18 @@ def run_cli(app: typer.Typer) -> None:
             console.print("[yellow]interrupted[/yellow]: finished work is kept; run the same command again to resume.")
             sys.exit(130)
         if _is_usage_error(error):
-            error.show()  # click's own usage message: the command line, then the problem
-            sys.exit(error.exit_code)
+            sys.exit(_report_usage(error))
         sys.exit(report_failure(error))
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _report_usage(error: Exception) -> int:
+    """A bad command line (unknown option, value out of range, missing argument) as one line."""
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "mertk"
+    message = " ".join(error.format_message().split())
+    console.print(f"[red]error:[/red] {command}: {message} (see `{command} --help`)", highlight=False, soft_wrap=True)
+    return error.exit_code
 
 
 # Typer vendors its own copy of click in recent releases; the command-line exceptions are told

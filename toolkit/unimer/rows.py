@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from mertk.au.evidence import EvidenceParameters, calibrate_thresholds, find_unlabelled_motion, score_labels, supported_aus
+from mertk.au.flow_reading import flow_only_aus, settle_alternatives
 from mertk.au.facs import AuLabel
 from mertk.captions import (
     IntensityBins,
@@ -26,15 +27,32 @@ from mertk.unimer.measure import SampleMeasurement
 from mertk.unimer.parameters import SCHEMA_NAME, SCHEMA_VERSION, UnimerParameters
 
 
+def scored_labels(m: SampleMeasurement) -> list[AuLabel]:
+    """The sheet's definite AUs and, of each alternative group, the option the flow settled on."""
+    labels = list(m.sample.au_labels)
+    for settlement in m.settlements:
+        labels.extend(label for label in settlement.chosen_labels if label not in labels)
+    return labels
+
+
 def score_measurement(m: SampleMeasurement, evidence_params: EvidenceParameters) -> SampleMeasurement:
-    """The dual constraint on one measured sample, with calibrated thresholds."""
-    m.evidence = score_labels(m.sample.au_labels, m.regions, evidence_params)
-    m.unlabelled = find_unlabelled_motion(m.regions, m.sample.au_labels, evidence_params, m.evidence)
+    """The dual constraint on one measured sample, with calibrated thresholds: alternatives are
+    settled by the flow first (the chosen option is then scored like a labelled AU); a clip
+    without AU coding gets the AUs the flow alone suggests instead (mertk.au.flow_reading)."""
+    m.settlements = settle_alternatives(m.sample.au_alternatives, m.regions, evidence_params)
+    labels = scored_labels(m)
+    m.evidence = score_labels(labels, m.regions, evidence_params)
+    m.unlabelled = find_unlabelled_motion(m.regions, labels, evidence_params, m.evidence)
+    m.flow_aus = [] if m.sample.has_au_coding else flow_only_aus(m.regions, evidence_params)
     return m
 
 
+def au_source(m: SampleMeasurement) -> str:
+    return "labels" if m.sample.has_au_coding else "flow"
+
+
 def supported_magnitudes(measurements: Sequence[SampleMeasurement]) -> list[float]:
-    return [magnitude for m in measurements for _, _, magnitude in supported_aus(m.evidence)]
+    return [magnitude for m in measurements for _, _, magnitude in supported_aus(m.evidence)] + [f.magnitude for m in measurements for f in m.flow_aus]
 
 
 def score_run(measurements: Sequence[SampleMeasurement], params: UnimerParameters) -> tuple[EvidenceParameters, IntensityBins]:
@@ -53,9 +71,14 @@ def motion_summary(m: SampleMeasurement) -> MotionSummary:
     for row in m.evidence:
         if row.supported:
             supported_keys.setdefault((row.region, row.side), row.au)
+    if not m.sample.has_au_coding:  # what the flow alone shows, named with its best-fitting AU
+        supported = tuple(SupportedMotion(f.au, f.side, f.magnitude) for f in m.flow_aus)
+        for f in m.flow_aus:
+            for key in f.regions:
+                supported_keys.setdefault(key, f.au)
     unlabelled_keys = {(u.region, u.side) for u in m.unlabelled}
     supported_au_set = {s.au for s in supported}
-    unsupported = tuple(dict.fromkeys(label.au for label in m.sample.au_labels if label.au not in supported_au_set))
+    unsupported = tuple(dict.fromkeys(label.au for label in scored_labels(m) if label.au not in supported_au_set))
     peak = m.curve_frames[int(np.argmax(m.curve_values))] if m.curve_frames else None
     return MotionSummary(
         sample_id=m.sample.sample_id,
@@ -71,6 +94,8 @@ def motion_summary(m: SampleMeasurement) -> MotionSummary:
         offset_frame=m.sample.offset_frame,
         apex_estimated=m.apex_estimated,
         curve_peak_frame=peak,
+        fps=m.sample.fps,
+        au_source=au_source(m),
     )
 
 
@@ -94,10 +119,20 @@ def sample_row(m: SampleMeasurement, bins: IntensityBins, params: UnimerParamete
         "apex_frame": m.apex_frame,
         "apex_estimated": m.apex_estimated,
         "offset_frame": s.offset_frame,
+        "offset_estimated": s.offset_estimated,
+        "fps": s.fps,
         "emotion": s.emotion,
         "emotion_5class": s.emotion_5class,
         "emotion_3class": s.emotion_3class,
+        "protocol_labels": [{"protocol": protocol, "label": label} for protocol, label in s.protocol_labels],
+        "objective_class": s.objective_class,
         "au_labels": _label_rows(s.au_labels),
+        "au_alternatives": [
+            {"options": " or ".join("+".join(str(l) for l in option) for option in t.options), "chosen": "+".join(str(l) for l in t.chosen_labels) or None}
+            for t in m.settlements
+        ],
+        "au_uncertain": s.au_uncertain,
+        "au_source": au_source(m),
         "regions": [
             {"region": r.region, "side": r.side, "dx": r.dx, "dy": r.dy, "magnitude": r.magnitude,
              "direction_deg": r.direction_deg, "coherence": r.coherence, "strain": r.strain}
@@ -138,6 +173,10 @@ def corpus_summary(measurements: Sequence[SampleMeasurement], listing: CorpusLis
     evidence_rows = [e for m in measurements for e in m.evidence if e.primary]
     labelled_apex = [m for m in measurements if not m.apex_estimated and m.curve_frames]
     peak_offsets = [abs(m.curve_frames[int(np.argmax(m.curve_values))] - m.apex_frame) for m in labelled_apex]
+    peak_ms = [1000.0 * abs(m.curve_frames[int(np.argmax(m.curve_values))] - m.apex_frame) / m.sample.fps for m in labelled_apex]
+    datasets: dict[str, int] = {}
+    for m in measurements:
+        datasets[m.sample.dataset] = datasets.get(m.sample.dataset, 0) + 1
     return {
         "samples_measured": len(measurements),
         "faces_not_detected": sum(not m.face_detected for m in measurements),
@@ -146,5 +185,11 @@ def corpus_summary(measurements: Sequence[SampleMeasurement], listing: CorpusLis
         "labelled_au_rows_supported": sum(e.supported for e in evidence_rows),
         "unlabelled_motions": sum(len(m.unlabelled) for m in measurements),
         "curve_peak_median_frames_from_coded_apex": float(np.median(peak_offsets)) if peak_offsets else None,
+        "curve_peak_median_ms_from_coded_apex": float(np.median(peak_ms)) if peak_ms else None,
         "layout": listing.layout,
+        "datasets": dict(sorted(datasets.items())),
+        "captions_from_flow": sum(not m.sample.has_au_coding for m in measurements),
+        "au_uncertain": sum(m.sample.au_uncertain for m in measurements),
+        "alternatives": sum(len(m.settlements) for m in measurements),
+        "alternatives_settled_by_flow": sum(t.chosen is not None for m in measurements for t in m.settlements),
     }

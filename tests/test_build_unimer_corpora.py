@@ -1,0 +1,122 @@
+"""build-unimer over several corpora, and the MER protocols on them: end to end on the sample corpora."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from mertk.cli.app import app
+from mertk.cli.failures import describe
+from mertk.sample_data import casme3
+from mertk.sample_data.megc2019 import Megc2019SampleConfig, generate_megc2019
+from mertk.training.synthetic import write_synthetic_unimer
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpora")
+    generate_megc2019(root / "megc", Megc2019SampleConfig(subjects=2, samples_per_subject=3, frames=10, seed=2))
+    casme3.generate_casme3(root / "casme3", replace(casme3.SCALES["default"], subjects=2, samples_per_subject=4, frames=10, seed=2))
+    out = root / "out"
+    result = CliRunner().invoke(app, [
+        "build-unimer", "--casme2", str(root / "megc" / "casme2"), "--samm", str(root / "megc" / "samm"),
+        "--smic", str(root / "megc" / "smic"), "--casme3", str(root / "casme3"), "--out", str(out), "--no-report",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out / "unimer"
+
+
+def _rows(unimer: Path) -> list[dict]:
+    return [row for path in sorted(unimer.glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+
+
+def test_rows_carry_their_corpus_with_unique_ids(built):
+    rows = _rows(built)
+    manifest = json.loads((built / "_manifest.json").read_text())
+    assert manifest["schema"] == "unimer_sample.v2"
+    assert manifest["inputs_written"] + manifest["inputs_rejected"] == manifest["inputs_seen"] == len(rows) + manifest["inputs_rejected"]
+    ids = [r["sample_id"] for r in rows]
+    assert len(set(ids)) == len(ids)
+    assert {r["dataset"] for r in rows} == {"casme2", "samm", "smic", "casme3"}
+    for row in rows:
+        assert row["sample_id"].startswith(row["dataset"] + "/")
+        assert row["fps"] == {"casme2": 200, "samm": 200, "smic": 100, "casme3": 30}[row["dataset"]]
+    assert any(r["sample_id"].startswith("samm/0") and r["sample_id"].count("/") == 1 for r in rows)  # samm/006_1_2
+    casme3 = [r for r in rows if r["dataset"] == "casme3"]
+    assert any(r["offset_estimated"] for r in casme3) and not any(r["offset_estimated"] for r in rows if r["dataset"] != "casme3")
+    assert manifest["summary"]["datasets"] == {d: sum(r["dataset"] == d for r in rows) for d in ("casme2", "casme3", "samm", "smic")}
+
+
+def test_corpora_without_au_coding_get_captions_from_the_flow(built):
+    rows = _rows(built)
+    smic = [r for r in rows if r["dataset"] == "smic"]
+    assert smic and all(r["au_source"] == "flow" and r["au_labels"] == [] for r in smic)
+    assert all("no AU coding" in r["caption"] for r in smic)
+    named = [r for r in smic if "(AU" in r["caption"]]
+    assert len(named) >= len(smic) - 1  # the flow shows the planted motion
+    assert all(r["au_source"] == "labels" for r in rows if r["dataset"] != "smic")
+
+
+def test_alternatives_are_settled_and_recorded(built):
+    rows = [r for r in _rows(built) if r["au_alternatives"]]
+    assert rows, "the SAMM sample has 'or' cells"
+    for row in rows:
+        for item in row["au_alternatives"]:
+            assert " or " in item["options"]
+            assert item["chosen"] is None or item["chosen"] in item["options"].split(" or ")
+
+
+def test_temporal_answers_use_the_corpus_frame_rate(built):
+    for row in _rows(built):
+        answer = next(i["response"] for i in row["instructions"] if i["task"] == "temporal_question")
+        total_ms = (row["offset_frame"] - row["onset_frame"]) * 1000 / row["fps"]
+        assert f"lasts {total_ms:.0f} ms" in answer
+
+
+def test_validate_reads_v2_and_still_v1(built, tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["validate", str(built)]).exit_code == 0
+    v1 = write_synthetic_unimer(tmp_path / "v1", subjects=2, per_subject=2)
+    result = runner.invoke(app, ["validate", str(v1)])
+    assert result.exit_code == 0 and "unimer_sample.v1" in result.output
+
+
+def _train(built: Path, out: Path, *options: str) -> dict:
+    result = CliRunner().invoke(app, ["train", "mer", str(built), "--out", str(out), "--epochs", "1", "--semantic-encoder", "region-stats", *options])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_megc2019_protocol_reports_pooled_and_per_dataset(built, tmp_path):
+    metrics = _train(built, tmp_path / "megc", "--protocol", "megc2019")
+    listed = (built.parent.parent / "megc" / "combined_3class_gt.csv").read_text().splitlines()
+    assert metrics["pooled"]["samples"] == len(listed)  # exactly the listed clips the folders hold
+    assert set(metrics["per_dataset"]) == {"casme2", "samm", "smic"}
+    assert sum(d["samples"] for d in metrics["per_dataset"].values()) == len(listed)
+    assert metrics["composite"]["found"] == len(listed) and metrics["composite"]["missing"] == 442 - len(listed)
+    for figures in [metrics["pooled"], *metrics["per_dataset"].values()]:
+        assert 0.0 <= figures["uf1"] <= 1.0 and 0.0 <= figures["uar"] <= 1.0
+
+
+def test_cross_corpus_and_casme3_protocols(built, tmp_path):
+    metrics = _train(built, tmp_path / "cross", "--protocol", "3class", "--train-on", "samm,smic", "--test-on", "casme2")
+    assert metrics["cross_corpus"] == {"train_on": ["samm", "smic"], "test_on": ["casme2"]}
+    assert set(metrics["per_dataset"]) == {"casme2"} and len(metrics["folds"]) == 1
+    metrics = _train(built, tmp_path / "c3", "--protocol", "casme3-4class")
+    assert set(metrics["per_dataset"]) == {"casme3"} and metrics["classes"] == ["negative", "positive", "surprise", "others"]
+    result = CliRunner().invoke(app, ["train", "mer", str(built), "--out", str(tmp_path / "bad"), "--protocol", "3class", "--train-on", "samm"])
+    assert result.exit_code == 2 and "--train-on and --test-on" in result.output
+
+
+def test_build_needs_a_corpus_and_names_a_wrong_folder(built, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["build-unimer", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "at least one corpus folder" in " ".join(result.output.split())
+    casme2 = built.parent.parent / "megc" / "casme2"
+    result = runner.invoke(app, ["build-unimer", "--samm", str(casme2), "--out", str(tmp_path / "o")])
+    line, status = describe(result.exception)  # what `mertk` prints (its failure handler), and the exit status
+    assert status == 2 and "no SAMM coding sheet found" in line and "CASME2_RAW_selected" in line
