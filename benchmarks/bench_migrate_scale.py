@@ -60,16 +60,11 @@ def ensure(folder: Path, videos: int, seed: int) -> Path:
     return folder
 
 
-def peak_rss_bytes(_: int = 0) -> tuple[int, tuple[int, int]]:
-    """(pid, (peak resident bytes, private bytes now)): resident counts the object store's shared
-    pages (the index bytes, held once per node) in every worker; private memory is the worker's own."""
+def peak_rss_bytes(_: int = 0) -> tuple[int, int]:
+    """(pid, peak resident bytes) of the worker that runs it; resident memory counts the pages of
+    Ray's object store the worker read (the index bytes, held once per node) in every worker."""
     time.sleep(0.2)  # keeps each worker busy so that the probes spread over all of them
-    private = 0
-    with open("/proc/self/smaps_rollup") as rollup:
-        for line in rollup:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                private += int(line.split()[1]) * 1024
-    return os.getpid(), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, private)
+    return os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -182,9 +177,10 @@ def main() -> None:
         started = time.perf_counter()
         ray_rate = run("ray-hnsw", "hnsw", labelled, executor)
         peaks = dict(executor.map_ordered(peak_rss_bytes, list(range(8 * args.workers))))
+        index_bytes = sum(index.serialized.nbytes for index in indexes["hnsw"].values())
         print(
-            f"ray workers ({len(peaks)} processes): peak resident memory "
-            f"{', '.join(f'{peak / 2**30:.2f} GB (private {own / 2**30:.2f} GB)' for peak, own in sorted(peaks.values()))}"
+            f"ray workers ({len(peaks)} processes): peak resident memory {', '.join(f'{p / 2**30:.2f} GB' for p in sorted(peaks.values()))} "
+            f"(of which the shared index bytes in the object store: {index_bytes / 2**30:.2f} GB)"
         )
     same = digest(out / "local-hnsw") == digest(out / "ray-hnsw")
     print(f"ray shards identical to local: {same}; local process peak (bank, indexes, statistics, labelling) {local_peak / 2**30:.2f} GB")
