@@ -3,20 +3,45 @@
 One fold per subject: a fresh model (initialised from seed and fold index) is trained on every
 other subject and predicts the held-out one. UF1/UAR are computed once over the pooled
 predictions of all folds (mertk.metrics.mer), as the protocol asks; per-fold figures and the mean
-gate weight per expert are reported beside them.
+gate weight per expert are reported beside them. `final=True` (`--final`) trains one model on
+every subject instead, for `mertk predict mer` on new clips.
 
-Loss: cross-entropy of the fused logits + `expert_loss_weight` x the mean cross-entropy of each
-expert's own logits; both class-weighted by inverse training-fold frequency (CASME II is heavily
-imbalanced and UF1/UAR weigh every class alike). Augmentation: horizontal flip of face and flow
-(the flow's u component changes sign) with probability 0.5.
+Test-time inputs (`test_inputs`, recorded in metrics.json and in every checkpoint):
+
+- `video` (default): a held-out sample contributes its video alone: the apex face crop
+  (structure), the onset->apex flow (texture) and the region motion statistics measured on that
+  flow (motion semantics). Its labels, AU codes and label-constrained caption are never read
+  for it: they are training targets of the other folds only (mer_data.Annotations).
+- `oracle-au` (ORACLE, for measuring only): the semantics expert reads the sentence embedding of
+  the sample's caption + AU clauses, for held-out samples too, as the model did before. AU codes
+  are made by human coders next to the emotion label; no benchmark gives them at test time.
+
+Loss of a batch (y = class, e = the motion-semantics expert's point in the sentence space,
+t = MiniLM embedding of the sample's Uni-MER caption + AU clauses, both unit-normalised):
+
+    L = CE_w(fused logits, y) + expert_loss_weight * mean over experts CE_w(expert logits, y)
+      + align_weight * [ mean_i (1 - cos(e_i, t_i))                                  (cosine)
+                         + mean_i -log( sum_{j: t_j = t_i} exp(cos(e_i, t_j) / tau)
+                                        / sum_j exp(cos(e_i, t_j) / tau) ) ]        (batch contrastive)
+
+CE_w is class-weighted by inverse training-fold frequency (CASME II is heavily imbalanced and
+UF1/UAR weigh every class alike). The alignment term (our reading of DEFT-LLM's motion semantic
+alignment) needs the sentence encoder and the `video` setting; the contrastive part counts every
+sample with the same text as a positive (many captions are identical). tau = ALIGN_TEMPERATURE.
+Augmentation: horizontal flip of face and flow (the flow's u component changes sign) with
+probability 0.5; the region statistics are not flipped (their alignment target names a side).
 
 Output directory RUN:
-  metrics.json          pooled + per-fold UF1/UAR, gate weights, ablation-ready parameters, throughput
+  metrics.json          pooled + per-fold UF1/UAR, gate weights, test-time inputs, parameters
   predictions.parquet   mer_prediction.v1 (one row per sample, held-out fold's prediction), _manifest.json
   confusion.png         pooled confusion matrix
-  checkpoints/fold-<subject>.safetensors   final weights of each fold (mertk header)
-  _state/               fold results and the training state of the running fold (resume)
-  cache/                packed inputs and text embeddings (unless --cache-dir)
+  _report.html          learning curves, confusion, per-class, per-subject and gate figures
+  checkpoints/fold-<subject>.safetensors   final weights of each fold (mertk header: what it was
+                        trained on and the inputs it needs); checkpoints/final.safetensors with --final
+  _state/               fold results (with the SHA-256 of their checkpoint: a re-run retrains a fold
+                        whose checkpoint is damaged) and the training state of the running fold
+  _throughput.json      samples per second of this process (the one file that differs between runs)
+  cache/                packed inputs and sentence embeddings (unless --cache-dir)
 """
 from __future__ import annotations
 
@@ -29,28 +54,35 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mertk.console import console
+from mertk.errors import ResumeMismatchError
 from mertk.models.checkpoint import save_model_weights
 from mertk.models.mer_experts import EXPERTS, MODEL_NAME, GatedExpertsModel, MerModelConfig
-from mertk.shards.io import write_bytes_atomic, write_shard
-from mertk.errors import ResumeMismatchError
-from mertk.shards.layout import STATE_DIR
+from mertk.shards.io import file_sha256, write_bytes_atomic, write_shard
+from mertk.shards.layout import REPORT_NAME, STATE_DIR
 from mertk.shards.manifest import Rejection, write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
-from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
+from mertk.training.loop import THROUGHPUT_NAME, LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.mer_data import (
-    PROTOCOL_CLASSES,
-    PROTOCOL_COLUMN,
+    ORACLE_COLUMNS,
+    ORACLE_INPUTS,
+    TEST_INPUTS,
+    VIDEO_COLUMNS,
     PackedMer,
     fold_subjects,
+    motion_features,
     pack_unimer,
     resolve_semantic_encoder,
-    semantic_embeddings,
+    sentence_embeddings,
 )
+from mertk.training.mer_protocols import PROTOCOL_NAMES, MerProtocol, protocol_by_name
 from mertk.training.progress import TrainingProgress, training_progress
 
 PREDICTION_SCHEMA = load_schema("mer_prediction", 1)
 STATE_KIND = "mer"
+ALIGN_TEMPERATURE = 0.1
+FINAL_NAME = "final"  # checkpoints/final.safetensors, _state/final.json
 
 
 @dataclass
@@ -66,6 +98,9 @@ class MerTrainConfig:
     hidden: int = 64
     dropout: float = 0.3
     expert_loss_weight: float = 0.5
+    align_weight: float = 1.0  # 0: the motion-semantics expert learns from the class labels alone
+    test_inputs: str = "video"  # or "oracle-au" (an oracle: coded AUs of held-out samples are read)
+    final: bool = False  # one model on every subject (no held-out fold)
     class_weighting: bool = True
     augment: bool = True
     semantic_encoder: str = "auto"
@@ -87,35 +122,81 @@ class MerTrainingError(TrainingError):
 
 @dataclass
 class _Inputs:
-    """The packed inputs of the protocol's samples, as tensors on the training device."""
+    """The model inputs of the protocol's samples, as tensors on the training device.
+
+    `tensors` hold what the model reads (for `video`, made from VideoInputs alone); `targets_nd`
+    (sentence embeddings of caption + AU clauses) is read for training rows only, by the loss."""
 
     tensors: dict[str, torch.Tensor]  # expert name -> (n, ...)
+    targets_nd: torch.Tensor | None
     labels_n: torch.Tensor
     subjects: list[str]
     index: np.ndarray  # row of each sample in the PackedMer
 
 
-def _select_inputs(packed: PackedMer, config: MerTrainConfig, device: torch.device, semantics_nd: np.ndarray) -> tuple[_Inputs, list[Rejection]]:
-    classes = PROTOCOL_CLASSES[config.protocol]
-    column = PROTOCOL_COLUMN[config.protocol]
+@dataclass
+class SemanticSetup:
+    """How the semantics expert is fed and taught, resolved once per run (recorded everywhere)."""
+
+    encoder: str  # minilm | region-stats | unused
+    semantic_input: str  # motion | sentence-embedding (oracle)
+    aligned: bool
+
+    def describe(self, config: MerTrainConfig) -> dict[str, Any]:
+        oracle = config.test_inputs == ORACLE_INPUTS
+        held_out = [f"{column} ({expert})" for expert in config.experts for column in VIDEO_COLUMNS[expert]]
+        if oracle and "semantics" in config.experts:
+            held_out = [item for item in held_out if not item.endswith("(semantics)")]
+            held_out += [f"{column} (semantics, ORACLE: coded AUs)" for column in ORACLE_COLUMNS]
+        return {
+            "setting": config.test_inputs,
+            "oracle": oracle,
+            "held_out_sample_inputs": held_out,
+            "training_only": ["emotion class"] + (["caption + AU clauses (alignment target)"] if self.aligned else []),
+            "alignment": f"cosine + batch contrastive, weight {config.align_weight}, tau {ALIGN_TEMPERATURE}" if self.aligned else "off",
+        }
+
+
+def resolve_semantics(config: MerTrainConfig) -> SemanticSetup:
+    if "semantics" not in config.experts:
+        return SemanticSetup("unused", "motion", False)
+    encoder = resolve_semantic_encoder(config.semantic_encoder)
+    if config.test_inputs == ORACLE_INPUTS:
+        if encoder != "minilm":
+            raise MerTrainingError("--test-inputs oracle-au reads the caption + AU clauses through the sentence encoder; it needs --semantic-encoder minilm")
+        return SemanticSetup(encoder, "sentence-embedding", False)
+    return SemanticSetup(encoder, "motion", encoder == "minilm" and config.align_weight > 0)
+
+
+def model_input_arrays(packed: PackedMer, rows: np.ndarray, experts: list[str], semantic_input: str, oracle_embeddings_nd: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The arrays the model reads for `rows`. Only the oracle setting passes anything but the video's."""
+    arrays = {
+        "structure": lambda: packed.video.faces_n1hw[rows].astype(np.float32) / 255.0,
+        "texture": lambda: packed.video.flow_n3hw[rows],
+        "semantics": lambda: motion_features(packed.video)[rows] if semantic_input == "motion" else oracle_embeddings_nd[rows],
+    }
+    return {name: np.ascontiguousarray(arrays[name]()) for name in experts}
+
+
+def _select_inputs(packed: PackedMer, config: MerTrainConfig, protocol: MerProtocol, semantics: SemanticSetup, device: torch.device, cache_dir: Path) -> tuple[_Inputs, list[Rejection]]:
     keep, rejections = [], []
-    for row, label in enumerate(packed.labels[column]):
-        if label is None:
+    for row, label in enumerate(packed.annotations.labels[protocol.label_column]):
+        if label is None or not protocol.accepts_dataset(packed.datasets[row]):
             rejections.append(
-                Rejection(input=packed.sample_ids[row], reason=f"emotion {packed.emotions[row]!r} is not in the {config.protocol} protocol")
+                Rejection(input=packed.sample_ids[row], reason=f"emotion {packed.annotations.emotions[row]!r} is not in the {protocol.name} protocol")
             )
         else:
             keep.append(row)
     index = np.asarray(keep, dtype=np.int64)
-    tensors = {
-        "structure": torch.from_numpy(packed.faces_n1hw[index].astype(np.float32) / 255.0),
-        "texture": torch.from_numpy(packed.flow_n3hw[index]),
-        "semantics": torch.from_numpy(semantics_nd[index]),
-    }
+    needs_text = semantics.aligned or semantics.semantic_input == "sentence-embedding"
+    text_nd = sentence_embeddings(packed.annotations.texts, cache_dir) if needs_text else None
+    oracle = text_nd if semantics.semantic_input == "sentence-embedding" else None
+    arrays = model_input_arrays(packed, index, config.experts, semantics.semantic_input, oracle)
     # packed once, moved to the device once: a batch is an index_select, no per-sample I/O
-    tensors = {name: tensors[name].contiguous().to(device) for name in config.experts}
-    labels = torch.tensor([classes.index(packed.labels[column][row]) for row in keep], dtype=torch.long, device=device)
-    return _Inputs(tensors, labels, [packed.subjects[row] for row in keep], index), rejections
+    tensors = {name: torch.from_numpy(array).to(device) for name, array in arrays.items()}
+    targets = torch.from_numpy(np.ascontiguousarray(text_nd[index])).to(device) if semantics.aligned else None
+    labels = torch.tensor([protocol.classes.index(packed.annotations.labels[protocol.label_column][row]) for row in keep], dtype=torch.long, device=device)
+    return _Inputs(tensors, targets, labels, [packed.subjects[row] for row in keep], index), rejections
 
 
 def _class_weights(labels_n: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -123,6 +204,18 @@ def _class_weights(labels_n: torch.Tensor, num_classes: int) -> torch.Tensor:
     present = (counts > 0).sum().clamp_min(1)
     weights = torch.where(counts > 0, counts.sum() / (present * counts.clamp_min(1)), torch.zeros_like(counts))
     return weights
+
+
+def alignment_loss(embedding_bd: torch.Tensor, target_bd: torch.Tensor, temperature: float = ALIGN_TEMPERATURE) -> torch.Tensor:
+    """Cosine + batch-contrastive alignment of the expert's embeddings to the sentence embeddings
+    (the module docstring's formula); samples with the same target text are each other's positives."""
+    e = F.normalize(embedding_bd, dim=1)
+    t = F.normalize(target_bd, dim=1)
+    cosine = (1.0 - (e * t).sum(dim=1)).mean()
+    logits = e @ t.T / temperature
+    positive = (t @ t.T) > 1.0 - 1e-5
+    contrastive = -(torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1) - torch.logsumexp(logits, dim=1)).mean()
+    return cosine + contrastive
 
 
 def _augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -142,23 +235,48 @@ def _augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fold_fingerprint(config: MerTrainConfig, data_key: str, subject: str, encoder: str) -> dict[str, Any]:
-    return {"parameters": config.parameters(), "data": data_key, "fold": subject, "encoder": encoder}
+def _fold_fingerprint(config: MerTrainConfig, data_key: str, subject: str, semantics: SemanticSetup) -> dict[str, Any]:
+    return {"parameters": config.parameters(), "data": data_key, "fold": subject, "encoder": semantics.encoder}
 
 
 def train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train and evaluate under LOSO; write RUN's outputs; return the metrics dict (as in metrics.json)."""
+    """Train and evaluate under LOSO (or train the final model); write RUN's outputs; return the metrics dict."""
     with deterministic_kernels(resolve_device(config.device), config.threads):
         return _train_mer(config, after_step)
 
 
-def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None) -> dict[str, Any]:
-    if config.protocol not in PROTOCOL_CLASSES:
-        raise MerTrainingError(f"unknown protocol {config.protocol!r}; use 5class or 3class")
+def _check_config(config: MerTrainConfig) -> MerProtocol:
+    if config.protocol not in PROTOCOL_NAMES:
+        raise MerTrainingError(f"unknown protocol {config.protocol!r}; use one of {', '.join(PROTOCOL_NAMES)}")
     unknown = [e for e in config.experts if e not in EXPERTS]
     if unknown or not config.experts:
         raise MerTrainingError(f"--experts takes a comma-separated subset of {','.join(EXPERTS)}; got {','.join(config.experts) or 'nothing'}")
+    if config.test_inputs not in TEST_INPUTS:
+        raise MerTrainingError(f"unknown --test-inputs {config.test_inputs!r}; use one of {', '.join(TEST_INPUTS)}")
     config.experts = [e for e in EXPERTS if e in config.experts]  # canonical order
+    return protocol_by_name(config.protocol)
+
+
+@dataclass
+class _Run:
+    """What every fold of one run shares."""
+
+    config: MerTrainConfig
+    protocol: MerProtocol
+    packed: PackedMer
+    inputs: _Inputs
+    semantics: SemanticSetup
+    device: torch.device
+    progress: TrainingProgress
+    after_step: Callable[[int], None] | None
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+
+def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None) -> dict[str, Any]:
+    protocol = _check_config(config)
     device = resolve_device(config.device)
     out = Path(config.out)
     state_dir = out / STATE_DIR
@@ -166,56 +284,114 @@ def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None)
     cache_dir = Path(config.cache_dir) if config.cache_dir is not None else out / "cache"
 
     packed = pack_unimer(config.unimer_dir, cache_dir)
-    encoder = resolve_semantic_encoder(config.semantic_encoder) if "semantics" in config.experts else "unused"
-    semantics = semantic_embeddings(packed, encoder, cache_dir) if "semantics" in config.experts else np.zeros((len(packed.sample_ids), 1), np.float32)
-    inputs, protocol_rejections = _select_inputs(packed, config, device, semantics)
+    semantics = resolve_semantics(config)
+    inputs, protocol_rejections = _select_inputs(packed, config, protocol, semantics, device, cache_dir)
     subjects = fold_subjects(inputs.subjects)
-    if len(subjects) < 2:
+    if len(subjects) < 2 and not config.final:
         raise MerTrainingError(f"{config.unimer_dir}: leave-one-subject-out needs at least two subjects, found {len(subjects)}")
-    classes = PROTOCOL_CLASSES[config.protocol]
-    subject_array = np.asarray(inputs.subjects)
 
-    fold_results: list[dict[str, Any]] = []
     throughput = {"samples": 0, "data_seconds": 0.0, "compute_seconds": 0.0}
     with training_progress(config.progress) as progress:
-        for fold_index, subject in enumerate(subjects):
-            result_path = state_dir / f"fold-{subject}.json"
-            fingerprint = _fold_fingerprint(config, packed.key, subject, encoder)
-            if result_path.is_file():
-                stored = json.loads(result_path.read_text(encoding="utf-8"))
-                if stored.get("fingerprint") != fingerprint:
-                    raise ResumeMismatchError(f"{out} holds folds of a run with other parameters; use another --out or delete it")
-                fold_results.append(stored)
+        run = _Run(config, protocol, packed, inputs, semantics, device, progress, after_step)
+        parts = [FINAL_NAME] if config.final else subjects
+        results: list[dict[str, Any]] = []
+        for fold_index, part in enumerate(parts):
+            stored = _finished_part(run, part)
+            if stored is not None:
+                results.append(stored)
                 continue
-            progress.set_description(f"fold {fold_index + 1}/{len(subjects)} ({subject})")
-            result, loop = _train_fold(config, inputs, subject_array, subject, fold_index, fingerprint, device, classes, encoder, progress, after_step, semantics.shape[1])
+            progress.set_description("final model, all subjects" if config.final else f"fold {fold_index + 1}/{len(subjects)} ({part})")
+            result, loop = _train_part(run, part, fold_index)
             throughput["samples"] += loop.samples_seen
             throughput["data_seconds"] += loop.data_seconds
             throughput["compute_seconds"] += loop.compute_seconds
-            write_bytes_atomic(result_path, json.dumps(result, sort_keys=True).encode())
-            (state_dir / f"fold-{subject}.pt").unlink(missing_ok=True)
-            fold_results.append(result)
-            progress.set_metric("UF1 of folds so far", _pooled_uf1(fold_results, inputs, classes))
+            write_bytes_atomic(state_dir / f"fold-{part}.json", json.dumps(result, sort_keys=True).encode())
+            (state_dir / f"fold-{part}.pt").unlink(missing_ok=True)
+            results.append(result)
+            if not config.final:
+                progress.set_metric("UF1 of folds so far", _pooled_uf1(results, inputs, protocol.classes))
 
-    return _write_outputs(config, packed, inputs, classes, fold_results, protocol_rejections, encoder, device, throughput)
+    seconds = throughput["data_seconds"] + throughput["compute_seconds"]
+    timing = {
+        "samples_per_second": round(throughput["samples"] / seconds, 1) if seconds > 0 else None,
+        "data_wait_share": round(throughput["data_seconds"] / seconds, 4) if seconds > 0 else None,
+        "note": "this process only (folds resumed from disk are not counted)",
+    }
+    write_bytes_atomic(out / THROUGHPUT_NAME, (json.dumps(timing, indent=2, sort_keys=True) + "\n").encode())
+    if config.final:
+        metrics = _write_final_outputs(run, results[0])
+    else:
+        metrics = _write_outputs(run, results, protocol_rejections)
+    return {**metrics, "throughput": timing}
 
 
-def _train_fold(config, inputs: _Inputs, subject_array, subject, fold_index, fingerprint, device, classes, encoder, progress: TrainingProgress, after_step, semantic_dim):
-    train_rows = torch.from_numpy(np.nonzero(subject_array != subject)[0])
-    test_rows = torch.from_numpy(np.nonzero(subject_array == subject)[0])
+def _finished_part(run: _Run, part: str) -> dict[str, Any] | None:
+    """The stored result of a finished fold, after checking that its checkpoint is the one it wrote.
+
+    A fold whose checkpoint is missing or damaged is trained again (same seed: same weights)."""
+    result_path = run.out / STATE_DIR / f"fold-{part}.json"
+    if not result_path.is_file():
+        return None
+    try:
+        stored = json.loads(result_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        console.print(f"{result_path}: unreadable fold result; training fold {part} again", highlight=False, soft_wrap=True)
+        return None
+    if stored.get("fingerprint") != _fold_fingerprint(run.config, run.packed.key, part, run.semantics):
+        raise ResumeMismatchError(f"{run.out} holds folds of a run with other parameters; use another --out or delete it")
+    checkpoint = run.out / stored.get("checkpoint", "")
+    if not checkpoint.is_file() or file_sha256(checkpoint) != stored.get("checkpoint_sha256"):
+        what = "missing" if not checkpoint.is_file() else "damaged (its content differs from what this run wrote)"
+        console.print(f"{checkpoint}: {what}; training {'the final model' if part == FINAL_NAME else f'fold {part}'} again", highlight=False, soft_wrap=True)
+        return None
+    return stored
+
+
+def checkpoint_record(run: _Run, part: str, fold_seed: int, training_subjects: list[str]) -> dict[str, Any]:
+    """What a checkpoint says about itself beside the model config: what it was trained on and what it needs."""
+    config = run.config
+    needs = {expert: list(VIDEO_COLUMNS[expert]) for expert in config.experts}
+    if run.semantics.semantic_input == "sentence-embedding" and "semantics" in needs:
+        needs["semantics"] = list(ORACLE_COLUMNS)
+    return {
+        "classes": list(run.protocol.classes),
+        "protocol": run.protocol.name,
+        "label_column": run.protocol.label_column,
+        "held_out": None if part == FINAL_NAME else part,
+        "training_subjects": training_subjects,
+        "datasets": sorted(set(run.packed.datasets)),
+        "data_key": run.packed.key,
+        "seed": config.seed,
+        "fold_seed": fold_seed,
+        "test_inputs": config.test_inputs,
+        "oracle": config.test_inputs == ORACLE_INPUTS,
+        "inputs": needs,
+        "semantic_encoder": run.semantics.encoder,
+        "alignment": run.semantics.aligned,
+    }
+
+
+def _train_part(run: _Run, part: str, fold_index: int):
+    config, inputs, device, classes = run.config, run.inputs, run.device, run.protocol.classes
+    subject_array = np.asarray(inputs.subjects)
+    held_out = part != FINAL_NAME
+    train_rows = torch.from_numpy(np.nonzero(subject_array != part)[0] if held_out else np.arange(len(subject_array)))
+    test_rows = torch.from_numpy(np.nonzero(subject_array == part)[0]) if held_out else torch.zeros(0, dtype=torch.long)
     seed = config.seed * 1009 + fold_index
     seed_everything(seed)
-    model_config = MerModelConfig(len(classes), list(config.experts), semantic_dim, config.hidden, config.dropout)
+    semantic_dim = inputs.tensors["semantics"].shape[1] if "semantics" in inputs.tensors else 1
+    model_config = MerModelConfig(len(classes), list(config.experts), semantic_dim, config.hidden, config.dropout, run.semantics.semantic_input)
     model = GatedExpertsModel(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     weights = _class_weights(inputs.labels_n[train_rows.to(device)], len(classes)).to(device) if config.class_weighting else None
 
-    def fetch(positions: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def fetch(positions: torch.Tensor):
         rows = train_rows[positions].to(device)
-        return {name: t.index_select(0, rows) for name, t in inputs.tensors.items()}, inputs.labels_n.index_select(0, rows)
+        targets = inputs.targets_nd.index_select(0, rows) if inputs.targets_nd is not None else None
+        return {name: t.index_select(0, rows) for name, t in inputs.tensors.items()}, inputs.labels_n.index_select(0, rows), targets
 
     def step(batch) -> float:
-        features, labels = batch
+        features, labels, targets = batch
         if config.augment:
             features = _augment(features)
         output = model(features)
@@ -223,54 +399,62 @@ def _train_fold(config, inputs: _Inputs, subject_array, subject, fold_index, fin
         if config.expert_loss_weight > 0 and len(config.experts) > 1:
             expert_losses = [F.cross_entropy(logits, labels, weight=weights) for logits in output.expert_logits_ebc]
             loss = loss + config.expert_loss_weight * torch.stack(expert_losses).mean()
+        if targets is not None and output.semantic_embedding_bd is not None:
+            loss = loss + config.align_weight * alignment_loss(output.semantic_embedding_bd, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return float(loss.detach())
 
-    spec = LoopSpec(
-        model=model,
-        optimizer=optimizer,
-        n_items=len(train_rows),
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        seed=seed,
-        fetch_batch=fetch,
-        train_step=step,
-        state_path=Path(config.out) / STATE_DIR / f"fold-{subject}.pt",
-        state_kind=STATE_KIND,
-        fingerprint=fingerprint,
-        checkpoint_every=config.checkpoint_every,
-        after_step=after_step,
-    )
-    loop = run_loop(spec, progress)
+    def predict(rows: torch.Tensor):
+        with evaluation_mode(model):
+            rows = rows.to(device)
+            output = model({name: t.index_select(0, rows) for name, t in inputs.tensors.items()})
+            return torch.softmax(output.logits_bc, dim=1).cpu().numpy(), output.gate_be.cpu().numpy()
 
-    with evaluation_mode(model):
-        rows = test_rows.to(device)
-        output = model({name: t.index_select(0, rows) for name, t in inputs.tensors.items()})
-        probabilities = torch.softmax(output.logits_bc, dim=1).cpu().numpy()
-        gates = output.gate_be.cpu().numpy()
+    def end_of_epoch(epoch: int) -> dict[str, float]:
+        # monitoring only (no model selection): accuracy on the held-out subject after this epoch
+        if not held_out:
+            return {}
+        probabilities, _ = predict(test_rows)
+        correct = probabilities.argmax(axis=1) == inputs.labels_n[test_rows.to(device)].cpu().numpy()
+        return {"held_out_accuracy": round(float(correct.mean()), 4)}
+
+    spec = LoopSpec(
+        model=model, optimizer=optimizer, n_items=len(train_rows), batch_size=config.batch_size, epochs=config.epochs,
+        seed=seed, fetch_batch=fetch, train_step=step, end_of_epoch=end_of_epoch,
+        state_path=run.out / STATE_DIR / f"fold-{part}.pt", state_kind=STATE_KIND,
+        fingerprint=_fold_fingerprint(config, run.packed.key, part, run.semantics),
+        checkpoint_every=config.checkpoint_every, after_step=run.after_step,
+    )  # fmt: skip
+    loop = run_loop(spec, run.progress)
+
+    probabilities, gates = predict(test_rows if held_out else train_rows)
+    training_subjects = sorted(set(subject_array[train_rows.numpy()].tolist()))
+    checkpoint = Path("checkpoints") / f"{'final' if not held_out else 'fold-' + part}.safetensors"
     save_model_weights(
-        Path(config.out) / "checkpoints" / f"fold-{subject}.safetensors",
-        model.state_dict(),
-        model=MODEL_NAME,
-        config={**model_config.to_dict(), "classes": list(classes), "protocol": config.protocol, "held_out": subject, "semantic_encoder": encoder},
-    )
+        run.out / checkpoint, model.state_dict(), model=MODEL_NAME,
+        config={**model_config.to_dict(), **checkpoint_record(run, part, seed, training_subjects)},
+    )  # fmt: skip
     result = {
-        "fingerprint": fingerprint,
-        "subject": subject,
-        "rows": test_rows.tolist(),
-        "probabilities": probabilities.round(6).tolist(),
+        "fingerprint": spec.fingerprint,
+        "subject": part,
+        "rows": test_rows.tolist() if held_out else [],
+        "probabilities": probabilities.round(6).tolist() if held_out else [],
         "gates": gates.round(6).tolist(),
-        "final_train_loss": loop.history[-1]["train_loss"] if loop.history else None,
+        "history": loop.history,
+        "checkpoint": checkpoint.as_posix(),
+        "checkpoint_sha256": file_sha256(run.out / checkpoint),
     }
     return result, loop
 
 
-def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_results, protocol_rejections, encoder, device, throughput) -> dict[str, Any]:
+def _write_outputs(run: _Run, fold_results, protocol_rejections) -> dict[str, Any]:
     from mertk.metrics.mer import confusion_matrix, mer_scores
+    from mertk.training.run_report import write_mer_report
 
-    out = Path(config.out)
+    config, packed, inputs, classes = run.config, run.packed, run.inputs, run.protocol.classes
+    out = run.out
     n = len(inputs.subjects)
     probabilities = np.zeros((n, len(classes)), dtype=np.float32)
     gates = np.zeros((n, len(config.experts)), dtype=np.float32)
@@ -299,6 +483,7 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
                 "uf1": scores["uf1"],
                 "uar": scores["uar"],
                 "gate_weights": _gate_dict(config.experts, np.asarray(result["gates"])),
+                "history": result["history"],
             }
         )
 
@@ -318,13 +503,14 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
     rejections = list(packed.rejections) + list(protocol_rejections)
     gate_means = _gate_dict(config.experts, gates)
     confusion = confusion_matrix(label_names, predicted_names, classes)
-    samples, seconds = throughput["samples"], throughput["data_seconds"] + throughput["compute_seconds"]
+    test_inputs = run.semantics.describe(config)
     metrics = {
         "task": "mer",
         "protocol": config.protocol,
         "classes": list(classes),
         "experts": list(config.experts),
-        "semantic_encoder": encoder,
+        "semantic_encoder": run.semantics.encoder,
+        "test_inputs": test_inputs,
         "pooled": {"uf1": pooled["uf1"], "uar": pooled["uar"], "samples": n, "folds": len(fold_results), "per_class": pooled["per_class"]},
         "chance": {"uf1_uniform_guess": _chance_uf1(labels, len(classes)), "uar": 1.0 / len(classes)},
         "gate_weights": gate_means,
@@ -332,13 +518,9 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
         "confusion": {"rows_true_columns_predicted": confusion.tolist()},
         "inputs": {"seen": packed.inputs_seen, "used": n, "rejected": len(rejections)},
         "parameters": config.parameters(),
-        "device": str(device),
-        "throughput": {
-            "samples_per_second": round(samples / seconds, 1) if seconds > 0 else None,
-            "data_wait_share": round(throughput["data_seconds"] / seconds, 4) if seconds > 0 else None,
-            "note": "this process only (folds resumed from disk are not counted)",
-        },
+        "device": str(run.device),
     }
+    oracle_note = " [ORACLE: coded AUs of held-out samples read]" if test_inputs["oracle"] else ""
     write_single_output_manifest(
         out,
         PREDICTION_SCHEMA,
@@ -349,11 +531,41 @@ def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_res
         inputs_written=n,
         rows_written=n,
         rejections=rejections,
-        summary={"uf1": pooled["uf1"], "uar": pooled["uar"], "gate_weights": gate_means},
+        summary={"uf1": pooled["uf1"], "uar": pooled["uar"], "gate_weights": gate_means, "test_inputs": test_inputs["setting"]},
         extra_versions=("torch",),
     )
     write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
-    _confusion_png(out / "confusion.png", confusion, classes, f"{config.protocol}, experts {'+'.join(config.experts)}: UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}")
+    title = f"{config.protocol}, experts {'+'.join(config.experts)}: UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}{oracle_note}"
+    _confusion_png(out / "confusion.png", confusion, classes, title)
+    write_mer_report(out / REPORT_NAME, metrics, held_out_subjects=held_out, label_names=label_names, predicted_names=predicted_names, gates_ne=gates)
+    return metrics
+
+
+def _write_final_outputs(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
+    from mertk.training.run_report import write_mer_report
+
+    config = run.config
+    metrics = {
+        "task": "mer",
+        "final": True,
+        "protocol": config.protocol,
+        "classes": list(run.protocol.classes),
+        "experts": list(config.experts),
+        "semantic_encoder": run.semantics.encoder,
+        "test_inputs": run.semantics.describe(config),
+        "checkpoint": result["checkpoint"],
+        "training": {
+            "subjects": sorted(set(run.inputs.subjects)),
+            "samples": len(run.inputs.subjects),
+            "gate_weights_on_training_samples": _gate_dict(config.experts, np.asarray(result["gates"])),
+            "history": result["history"],
+        },
+        "inputs": {"seen": run.packed.inputs_seen, "used": len(run.inputs.subjects)},
+        "parameters": config.parameters(),
+        "device": str(run.device),
+    }
+    write_bytes_atomic(run.out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+    write_mer_report(run.out / REPORT_NAME, metrics)
     return metrics
 
 
@@ -381,24 +593,6 @@ def _chance_uf1(labels: np.ndarray, num_classes: int) -> float:
 
 
 def _confusion_png(path: Path, matrix: np.ndarray, classes, title: str) -> None:
-    import matplotlib
+    from mertk.training.run_report import confusion_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mertk.report.html import figure_png
-
-    figure, axes = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.1 * len(classes) + 1.5))
-    axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axes.set_yticks(range(len(classes)), classes)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(title, fontsize=9)
-    peak = max(1, matrix.max())
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            axes.text(j, i, str(matrix[i, j]), ha="center", va="center", color="white" if matrix[i, j] > peak / 2 else "black")
-    write_bytes_atomic(path, figure_png(figure))
-
-
+    write_bytes_atomic(path, confusion_figure(matrix, classes, title))
