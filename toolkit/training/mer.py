@@ -71,7 +71,7 @@ from mertk.training.mer_data import (
     VIDEO_COLUMNS,
     PackedMer,
     fold_subjects,
-    motion_features,
+    model_input_arrays,
     pack_unimer,
     resolve_semantic_encoder,
     sentence_embeddings,
@@ -168,16 +168,6 @@ def resolve_semantics(config: MerTrainConfig) -> SemanticSetup:
     return SemanticSetup(encoder, "motion", encoder == "minilm" and config.align_weight > 0)
 
 
-def model_input_arrays(packed: PackedMer, rows: np.ndarray, experts: list[str], semantic_input: str, oracle_embeddings_nd: np.ndarray | None) -> dict[str, np.ndarray]:
-    """The arrays the model reads for `rows`. Only the oracle setting passes anything but the video's."""
-    arrays = {
-        "structure": lambda: packed.video.faces_n1hw[rows].astype(np.float32) / 255.0,
-        "texture": lambda: packed.video.flow_n3hw[rows],
-        "semantics": lambda: motion_features(packed.video)[rows] if semantic_input == "motion" else oracle_embeddings_nd[rows],
-    }
-    return {name: np.ascontiguousarray(arrays[name]()) for name in experts}
-
-
 def _select_inputs(packed: PackedMer, config: MerTrainConfig, protocol: MerProtocol, semantics: SemanticSetup, device: torch.device, cache_dir: Path) -> tuple[_Inputs, list[Rejection]]:
     keep, rejections = [], []
     for row, label in enumerate(packed.annotations.labels[protocol.label_column]):
@@ -191,7 +181,7 @@ def _select_inputs(packed: PackedMer, config: MerTrainConfig, protocol: MerProto
     needs_text = semantics.aligned or semantics.semantic_input == "sentence-embedding"
     text_nd = sentence_embeddings(packed.annotations.texts, cache_dir) if needs_text else None
     oracle = text_nd if semantics.semantic_input == "sentence-embedding" else None
-    arrays = model_input_arrays(packed, index, config.experts, semantics.semantic_input, oracle)
+    arrays = model_input_arrays(packed.video, index, config.experts, semantics.semantic_input, oracle)
     # packed once, moved to the device once: a batch is an index_select, no per-sample I/O
     tensors = {name: torch.from_numpy(array).to(device) for name, array in arrays.items()}
     targets = torch.from_numpy(np.ascontiguousarray(text_nd[index])).to(device) if semantics.aligned else None

@@ -261,6 +261,19 @@ def motion_features(video: VideoInputs) -> np.ndarray:
     return (np.sign(stats) * np.log1p(np.abs(stats))).astype(np.float32)
 
 
+def model_input_arrays(video: VideoInputs, rows: np.ndarray, experts: list[str], semantic_input: str, oracle_embeddings_nd: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The arrays the model reads for `rows`: made from the video alone (it is all this function is
+    given), except in the oracle setting, whose caller passes the caption + AU clauses embeddings."""
+    if semantic_input != "motion" and "semantics" in experts and oracle_embeddings_nd is None:
+        raise MerDataError("the oracle setting needs the caption + AU clauses embeddings")
+    arrays = {
+        "structure": lambda: video.faces_n1hw[rows].astype(np.float32) / 255.0,
+        "texture": lambda: video.flow_n3hw[rows],
+        "semantics": lambda: motion_features(video)[rows] if semantic_input == "motion" else oracle_embeddings_nd[rows],
+    }
+    return {name: np.ascontiguousarray(arrays[name]()) for name in experts}
+
+
 def resolve_semantic_encoder(name: str) -> str:
     """`auto` -> `minilm` when the packaged sentence encoder is installed, else `region-stats`."""
     if name not in SEMANTIC_ENCODERS:
