@@ -66,41 +66,58 @@ def _absent(item: dict[str, Any], measure: str) -> bool:
 
 
 def per_class_figure(per_class: dict[str, dict[str, Any]], title: str, measures: Sequence[str] = ("f1", "recall")) -> bytes:
-    """Grouped bars per class; a class without samples is a hatched grey bar marked 'absent'."""
+    """Grouped bars per class (horizontal when there are many classes); a class without samples
+    and predictions is a hatched grey bar marked 'absent', never an F1 of 0."""
     from matplotlib.patches import Patch
 
     plt = _pyplot()
     classes = list(per_class)
     colours = ("#4C72B0", "#DD8452", "#55A868")
-    figure, axes = plt.subplots(figsize=(max(6.5, 0.45 * len(classes) * len(measures) + 2.5), 4.6))
+    horizontal = len(classes) > 10
+    if horizontal:
+        figure, axes = plt.subplots(figsize=(9.0, 0.28 * len(classes) * len(measures) + 1.5))
+    else:
+        figure, axes = plt.subplots(figsize=(max(6.5, 0.45 * len(classes) * len(measures) + 2.5), 4.6))
+    bar = axes.barh if horizontal else axes.bar
     width = 0.8 / len(measures)
     any_absent = False
     for i, name in enumerate(classes):
         for k, measure in enumerate(measures):
-            x = i + (k - (len(measures) - 1) / 2) * width
+            position = i + (k - (len(measures) - 1) / 2) * width
             if _absent(per_class[name], measure):
                 any_absent = True
-                axes.bar(x, 1.0, width, color="#f2f2f2", edgecolor="#888888", hatch="//")
-                axes.text(x, 0.5, "absent", ha="center", va="center", rotation=90, fontsize=_FONT - 2, color="#444444")
+                bar(position, 1.0, width, color="#f2f2f2", edgecolor="#888888", hatch="//")
+                axes.text(*((0.5, position) if horizontal else (position, 0.5)), "absent", ha="center", va="center",
+                          rotation=0 if horizontal else 90, fontsize=_FONT - 2, color="#444444")  # fmt: skip
                 continue
             value = per_class[name][measure]
-            axes.bar(x, value, width, color=colours[k % len(colours)])
-            axes.text(x, value + 0.015, f"{value:.2f}", ha="center", va="bottom", fontsize=_FONT - 3, rotation=90 if len(classes) > 8 else 0)
+            bar(position, value, width, color=colours[k % len(colours)])
+            if horizontal:
+                axes.text(value + 0.01, position, f"{value:.2f}", ha="left", va="center", fontsize=_FONT - 3)
+            else:
+                axes.text(position, value + 0.015, f"{value:.2f}", ha="center", va="bottom", fontsize=_FONT - 3)
+
     def label(name: str) -> str:
         support = per_class[name].get("support")
-        return _readable(name) + (f"\n(n={support})" if support is not None else "")
+        return _readable(name) + (f" (n={support})" if support is not None else "")
 
-    rotate = len(classes) > 6
-    axes.set_xticks(range(len(classes)), [label(c) for c in classes], rotation=45 if rotate else 0, ha="right" if rotate else "center")
-    axes.set_xlim(-0.6, len(classes) - 0.4)
-    axes.set_ylim(0, 1.15)
-    axes.set_ylabel("score")
+    if horizontal:
+        axes.set_yticks(range(len(classes)), [label(c) for c in classes])
+        axes.set_ylim(len(classes) - 0.4, -0.6)  # first class on top
+        axes.set_xlim(0, 1.12)
+        axes.set_xlabel("score")
+        axes.grid(axis="x", alpha=0.3)
+    else:
+        axes.set_xticks(range(len(classes)), [label(c).replace(" (", "\n(") for c in classes])
+        axes.set_xlim(-0.6, len(classes) - 0.4)
+        axes.set_ylim(0, 1.15)
+        axes.set_ylabel("score")
+        axes.grid(axis="y", alpha=0.3)
     axes.set_title(title)
     handles = [Patch(color=colours[k % len(colours)], label=m.upper() if len(m) <= 3 else m) for k, m in enumerate(measures)]
     if any_absent:
         handles.append(Patch(facecolor="#f2f2f2", edgecolor="#888888", hatch="//", label="absent: no sample, no prediction"))
     axes.legend(handles=handles, fontsize=_FONT - 2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axes.grid(axis="y", alpha=0.3)
     return figure_png(figure)
 
 
@@ -110,7 +127,8 @@ def learning_curves_figure(curves: dict[str, list[float]], title: str, ylabel: s
     figure, axes = plt.subplots(figsize=(7.5, 3.8))
     lengths = {len(v) for v in curves.values() if v}
     for name, values in curves.items():
-        axes.plot(range(1, len(values) + 1), values, linewidth=1, alpha=0.45 if len(curves) > 1 else 1.0, label=name if len(curves) <= 6 else None)
+        faint = mean_label is not None and len(curves) > 1  # folds: thin lines under their mean
+        axes.plot(range(1, len(values) + 1), values, linewidth=1 if faint else 1.8, alpha=0.45 if faint else 1.0, label=name if len(curves) <= 6 else None)
     if mean_label and len(curves) > 1 and len(lengths) == 1:
         mean = np.mean([v for v in curves.values()], axis=0)
         axes.plot(range(1, len(mean) + 1), mean, color="black", linewidth=2.2, label=mean_label)
