@@ -58,10 +58,9 @@ from mertk.console import console
 from mertk.errors import ResumeMismatchError
 from mertk.models.checkpoint import save_model_weights
 from mertk.models.mer_experts import EXPERTS, MODEL_NAME, GatedExpertsModel, MerModelConfig
-from mertk.shards.io import file_sha256, write_bytes_atomic, write_shard
-from mertk.shards.layout import REPORT_NAME, STATE_DIR
-from mertk.shards.manifest import Rejection, write_single_output_manifest
-from mertk.shards.schema import load_schema
+from mertk.shards.io import file_sha256, write_bytes_atomic
+from mertk.shards.layout import STATE_DIR
+from mertk.shards.manifest import Rejection
 from mertk.training.errors import TrainingError
 from mertk.training.loop import THROUGHPUT_NAME, LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.mer_data import (
@@ -76,10 +75,10 @@ from mertk.training.mer_data import (
     resolve_semantic_encoder,
     sentence_embeddings,
 )
+from mertk.training.mer_outputs import write_final_outputs, write_loso_outputs
 from mertk.training.mer_protocols import PROTOCOL_NAMES, MerProtocol, protocol_by_name
 from mertk.training.progress import TrainingProgress, training_progress
 
-PREDICTION_SCHEMA = load_schema("mer_prediction", 1)
 STATE_KIND = "mer"
 ALIGN_TEMPERATURE = 0.1
 FINAL_NAME = "final"  # checkpoints/final.safetensors, _state/final.json
@@ -309,9 +308,9 @@ def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None)
     }
     write_bytes_atomic(out / THROUGHPUT_NAME, (json.dumps(timing, indent=2, sort_keys=True) + "\n").encode())
     if config.final:
-        metrics = _write_final_outputs(run, results[0])
+        metrics = write_final_outputs(run, results[0])
     else:
-        metrics = _write_outputs(run, results, protocol_rejections)
+        metrics = write_loso_outputs(run, results, protocol_rejections)
     return {**metrics, "throughput": timing}
 
 
@@ -439,126 +438,6 @@ def _train_part(run: _Run, part: str, fold_index: int):
     return result, loop
 
 
-def _write_outputs(run: _Run, fold_results, protocol_rejections) -> dict[str, Any]:
-    from mertk.metrics.mer import confusion_matrix, mer_scores
-    from mertk.training.run_report import write_mer_report
-
-    config, packed, inputs, classes = run.config, run.packed, run.inputs, run.protocol.classes
-    out = run.out
-    n = len(inputs.subjects)
-    probabilities = np.zeros((n, len(classes)), dtype=np.float32)
-    gates = np.zeros((n, len(config.experts)), dtype=np.float32)
-    held_out = [""] * n
-    for result in fold_results:
-        rows = np.asarray(result["rows"], dtype=np.int64)
-        probabilities[rows] = np.asarray(result["probabilities"], dtype=np.float32)
-        gates[rows] = np.asarray(result["gates"], dtype=np.float32)
-        for row in rows:
-            held_out[row] = result["subject"]
-    predicted = probabilities.argmax(axis=1)
-    labels = inputs.labels_n.cpu().numpy()
-    label_names = [classes[i] for i in labels]
-    predicted_names = [classes[i] for i in predicted]
-
-    pooled = mer_scores(label_names, predicted_names, classes)
-    folds = []
-    for result in fold_results:
-        rows = np.asarray(result["rows"], dtype=np.int64)
-        # per fold, classes absent from the held-out subject (and never predicted) are skipped
-        scores = mer_scores([label_names[r] for r in rows], [predicted_names[r] for r in rows], classes, skip_absent=True)
-        folds.append(
-            {
-                "subject": result["subject"],
-                "samples": int(len(rows)),
-                "uf1": scores["uf1"],
-                "uar": scores["uar"],
-                "gate_weights": _gate_dict(config.experts, np.asarray(result["gates"])),
-                "history": result["history"],
-            }
-        )
-
-    prediction_rows = [
-        {
-            "sample_id": packed.sample_ids[inputs.index[i]],
-            "dataset": packed.datasets[inputs.index[i]],
-            "subject": held_out[i],
-            "label": label_names[i],
-            "prediction": predicted_names[i],
-            "probabilities": [float(p) for p in probabilities[i]],
-        }
-        for i in range(n)
-    ]
-    predictions_path = out / "predictions.parquet"
-    write_shard(PREDICTION_SCHEMA.table_from_rows(prediction_rows), predictions_path, PREDICTION_SCHEMA)
-    rejections = list(packed.rejections) + list(protocol_rejections)
-    gate_means = _gate_dict(config.experts, gates)
-    confusion = confusion_matrix(label_names, predicted_names, classes)
-    test_inputs = run.semantics.describe(config)
-    metrics = {
-        "task": "mer",
-        "protocol": config.protocol,
-        "classes": list(classes),
-        "experts": list(config.experts),
-        "semantic_encoder": run.semantics.encoder,
-        "test_inputs": test_inputs,
-        "pooled": {"uf1": pooled["uf1"], "uar": pooled["uar"], "samples": n, "folds": len(fold_results), "per_class": pooled["per_class"]},
-        "chance": {"uf1_uniform_guess": _chance_uf1(labels, len(classes)), "uar": 1.0 / len(classes)},
-        "gate_weights": gate_means,
-        "folds": folds,
-        "confusion": {"rows_true_columns_predicted": confusion.tolist()},
-        "inputs": {"seen": packed.inputs_seen, "used": n, "rejected": len(rejections)},
-        "parameters": config.parameters(),
-        "device": str(run.device),
-    }
-    oracle_note = " [ORACLE: coded AUs of held-out samples read]" if test_inputs["oracle"] else ""
-    write_single_output_manifest(
-        out,
-        PREDICTION_SCHEMA,
-        predictions_path,
-        command="mertk train mer",
-        parameters={**config.parameters(), "unimer_dir": str(config.unimer_dir)},
-        inputs_seen=packed.inputs_seen,
-        inputs_written=n,
-        rows_written=n,
-        rejections=rejections,
-        summary={"uf1": pooled["uf1"], "uar": pooled["uar"], "gate_weights": gate_means, "test_inputs": test_inputs["setting"]},
-        extra_versions=("torch",),
-    )
-    write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
-    title = f"{config.protocol}, experts {'+'.join(config.experts)}: UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}{oracle_note}"
-    _confusion_png(out / "confusion.png", confusion, classes, title)
-    write_mer_report(out / REPORT_NAME, metrics, held_out_subjects=held_out, label_names=label_names, predicted_names=predicted_names, gates_ne=gates)
-    return metrics
-
-
-def _write_final_outputs(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
-    from mertk.training.run_report import write_mer_report
-
-    config = run.config
-    metrics = {
-        "task": "mer",
-        "final": True,
-        "protocol": config.protocol,
-        "classes": list(run.protocol.classes),
-        "experts": list(config.experts),
-        "semantic_encoder": run.semantics.encoder,
-        "test_inputs": run.semantics.describe(config),
-        "checkpoint": result["checkpoint"],
-        "training": {
-            "subjects": sorted(set(run.inputs.subjects)),
-            "samples": len(run.inputs.subjects),
-            "gate_weights_on_training_samples": _gate_dict(config.experts, np.asarray(result["gates"])),
-            "history": result["history"],
-        },
-        "inputs": {"seen": run.packed.inputs_seen, "used": len(run.inputs.subjects)},
-        "parameters": config.parameters(),
-        "device": str(run.device),
-    }
-    write_bytes_atomic(run.out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
-    write_mer_report(run.out / REPORT_NAME, metrics)
-    return metrics
-
-
 def _pooled_uf1(fold_results: list[dict[str, Any]], inputs: _Inputs, classes) -> float:
     from mertk.metrics.mer import mer_scores
 
@@ -567,22 +446,3 @@ def _pooled_uf1(fold_results: list[dict[str, Any]], inputs: _Inputs, classes) ->
         labels += [classes[int(inputs.labels_n[row])] for row in result["rows"]]
         predicted += [classes[int(np.argmax(p))] for p in result["probabilities"]]
     return mer_scores(labels, predicted, classes)["uf1"]
-
-
-def _gate_dict(experts: list[str], gates_ne: np.ndarray) -> dict[str, float]:
-    """Mean gate weight per expert over the given samples."""
-    return {name: round(float(value), 4) for name, value in zip(experts, gates_ne.mean(axis=0))}
-
-
-def _chance_uf1(labels: np.ndarray, num_classes: int) -> float:
-    """Expected UF1 of guessing uniformly at random: per class, precision = prior, recall = 1/C."""
-    priors = np.bincount(labels, minlength=num_classes) / max(1, len(labels))
-    recall = 1.0 / num_classes
-    f1 = [2 * p * recall / (p + recall) if p + recall > 0 else 0.0 for p in priors]
-    return round(float(np.mean(f1)), 4)
-
-
-def _confusion_png(path: Path, matrix: np.ndarray, classes, title: str) -> None:
-    from mertk.training.run_report import confusion_figure
-
-    write_bytes_atomic(path, confusion_figure(matrix, classes, title))
