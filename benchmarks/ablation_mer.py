@@ -27,14 +27,21 @@ ROWS = [  # (name, experts, overrides)
 ]
 
 
+def run_dir(work: Path, name: str, overrides: dict, seed: int) -> Path:
+    slug = name.split(" (")[0].split(",")[0].replace(" ", "-") + ("-noalign" if overrides.get("align_weight") == 0 else "") + ("-oracle" if overrides.get("test_inputs") else "")
+    return work / f"{slug}-seed{seed}"
+
+
+def figures(metrics: dict) -> dict:
+    return {"uf1": metrics["pooled"]["uf1"], "uar": metrics["pooled"]["uar"], "gates": metrics["gate_weights"], "oracle": metrics["test_inputs"]["oracle"]}
+
+
 def run_row(unimer: Path, work: Path, name: str, experts: list[str], overrides: dict, seed: int, epochs: int, batch_size: int, threads: int) -> dict:
     from mertk.training.mer import MerTrainConfig, train_mer
 
-    slug = name.split(" (")[0].split(",")[0].replace(" ", "-") + ("-noalign" if overrides.get("align_weight") == 0 else "") + ("-oracle" if overrides.get("test_inputs") else "")
-    config = MerTrainConfig(unimer_dir=unimer, out=work / f"{slug}-seed{seed}", experts=experts, epochs=epochs, batch_size=batch_size, seed=seed, device="cpu",
+    config = MerTrainConfig(unimer_dir=unimer, out=run_dir(work, name, overrides, seed), experts=experts, epochs=epochs, batch_size=batch_size, seed=seed, device="cpu",
                             threads=threads, progress=False, cache_dir=work / "cache", **overrides)  # fmt: skip
-    metrics = train_mer(config)
-    return {"uf1": metrics["pooled"]["uf1"], "uar": metrics["pooled"]["uar"], "gates": metrics["gate_weights"], "oracle": metrics["test_inputs"]["oracle"]}
+    return figures(train_mer(config))
 
 
 def main() -> None:
@@ -45,11 +52,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table-only", action="store_true", help="Only tabulate the finished runs' metrics.json.")
     args = parser.parse_args()
     results = {}
     for name, experts, overrides in ROWS:
         runs = []
         for seed in args.seeds:
+            if args.table_only:
+                runs.append(figures(json.loads((run_dir(args.work, name, overrides, seed) / "metrics.json").read_text())))
+                continue
             started = time.perf_counter()
             runs.append(run_row(args.unimer, args.work, name, experts, overrides, seed, args.epochs, args.batch_size, args.threads))
             print(f"{name} seed {seed}: UF1 {runs[-1]['uf1']:.4f} UAR {runs[-1]['uar']:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
