@@ -175,7 +175,8 @@ def gate_figure(rows: list[tuple[str, dict[str, float]]], title: str) -> bytes:
         values = np.asarray([weights[expert] for _, weights in rows])
         axes.bar(range(len(rows)), values, 0.7, bottom=bottom, label=expert, color=EXPERT_COLOURS.get(expert))
         bottom += values
-    axes.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=45 if len(rows) > 10 else 0, ha="right" if len(rows) > 10 else "center")
+    rotate = len(rows) > 10 or max((len(name) for name, _ in rows), default=0) * len(rows) > 60  # labels would collide
+    axes.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=30 if rotate else 0, ha="right" if rotate else "center", rotation_mode="anchor")
     axes.set_ylim(0, 1.0)
     axes.set_ylabel("mean gate weight")
     axes.set_title(title)
@@ -245,7 +246,7 @@ def write_mer_report(path: Path, metrics: dict[str, Any], *, held_out_subjects=N
             for name in classes:
                 chosen = [i for i, label in enumerate(label_names) if label == name]
                 if chosen:
-                    gate_by_class.append((f"true {_readable(name)}", {e: float(np.mean(gates_ne[chosen, k])) for k, e in enumerate(metrics["experts"])}))
+                    gate_by_class.append((_readable(name), {e: float(np.mean(gates_ne[chosen, k])) for k, e in enumerate(metrics["experts"])}))
         sections.append(_section("Gate weights", img(gate_figure(rows, "Mean gate weight per expert: all samples, then per held-out subject"), "gate weights per subject")
                                  + (img(gate_figure(gate_by_class, "Mean gate weight per expert, by true class"), "gate weights per class") if gate_by_class else "")))  # fmt: skip
     sections.append(_section("Parameters", _parameters_table(metrics["parameters"])))
