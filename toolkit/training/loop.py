@@ -17,8 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ import torch
 
 from mertk.models.checkpoint import load_training_state, save_training_state
 from mertk.errors import ResumeMismatchError
+from mertk.execution.interrupts import DeferredInterrupt
 from mertk.training.errors import TrainingError
 from mertk.training.progress import TrainingProgress
 
@@ -130,26 +129,6 @@ class LoopSpec:
     after_step: Callable[[int], None] | None = None  # called after each batch with the global step (tests)
 
 
-class _DeferredInterrupt:
-    """Turns SIGINT into a flag checked between batches (main thread only; elsewhere a no-op)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> "_DeferredInterrupt":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 # Config fields that steer how a run executes, not what it computes: kept out of the resume
 # fingerprint and the recorded parameters of every trainer.
 RUNTIME_FIELDS = ("cache_dir", "progress", "checkpoint_every", "device", "threads")
@@ -214,7 +193,7 @@ def run_loop(spec: LoopSpec, progress: TrainingProgress) -> LoopResult:
 
     progress.start_task(spec.epochs * steps_per_epoch, completed=epoch * steps_per_epoch + step_in_epoch)
     samples_seen, data_seconds, compute_seconds = 0, 0.0, 0.0
-    with _DeferredInterrupt() as interrupt:
+    with DeferredInterrupt() as interrupt:
         while epoch < spec.epochs:
             order = epoch_order(spec.n_items, spec.seed, epoch)
             spec.model.train()
