@@ -29,7 +29,6 @@ from mertk.metrics.detection import EventTable, detection_scores
 REAL_TEST_VIDEOS = 2167
 CANDIDATES = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "unav100" / "unav100_annotations.json",
-    Path("/work/shared/data/unav100/unav100_annotations.json"),
 )
 
 

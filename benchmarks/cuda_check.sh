@@ -50,10 +50,12 @@ import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
 mer = json.loads((work / "run_mer" / "metrics.json").read_text())
+mer["throughput"] = json.loads((work / "run_mer" / "_throughput.json").read_text())
 print(f"mer  ({mer['device']}): UF1 {mer['pooled']['uf1']:.3f} UAR {mer['pooled']['uar']:.3f}; "
       f"{mer['throughput']['samples_per_second']} samples/s, data wait {100 * mer['throughput']['data_wait_share']:.1f}%")
 for name in ("run_avvp", "run_avvp_weak"):
     m = json.loads((work / name / "metrics.json").read_text())
+    m["throughput"] = json.loads((work / name / "_throughput.json").read_text())
     s = m["test"]["segment"]
     print(f"avvp ({m['device']}, labels {'migrated' if m['labels'] != 'none' else 'none'}): test segment Type@AV {s['type']:.1f} "
           f"Event@AV {s['event']:.1f}; {m['throughput']['samples_per_second']} samples/s, "

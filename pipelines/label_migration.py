@@ -12,9 +12,14 @@ Stages, in order (the method is in mertk.migration, how it runs in mertk.executi
 4. evaluate (migration.evaluate): the 10 AVVP metrics of the pseudo-labels beside the naive
    baseline on every split with dense labels; report (migration.report) in
    OUT/avvp_pseudo/_report.html;
-5. optionally (`target`), transfer (migration.transfer): k-nearest-neighbour migration from the
-   labelled segment bank to another corpus, written to the sibling folder OUT/avvp_target/.
-Memory: O(classes x dim x bins) for the statistics plus one block of videos.
+5. optionally (`target`), k-nearest-neighbour migration from the labelled segment bank to another
+   corpus (migration.target_corpus, neighbours by faiss in migration.neighbours), streamed: its
+   statistics in one pass, then each output shard read, labelled and written by one task, into
+   the sibling folder OUT/avvp_target/.
+Labelling and the target run on this machine or, with executor="ray", as Ray tasks
+(mertk.execution.ray_executor); the bytes are the same.
+Memory: O(classes x dim x bins) for the statistics plus one block of videos (plus the bank's
+neighbour index with a target).
 """
 from __future__ import annotations
 
@@ -23,11 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mertk.corpora.llp_annotations import MODALITIES
+from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS
 from mertk.corpora.llp_features import FeatureLayout, feature_layout, read_llp_videos
 from mertk.execution.memory import blas_single_threaded, freed_memory_kept
 from mertk.execution.prefetch import EarlyResults, RangePrefetch
-from mertk.execution.sharded import run_sharded
+from mertk.execution.ray_executor import open_executor
+from mertk.execution.sharded import map_ordered, run_sharded
 from mertk.execution.warmup import warm_imports
 from mertk.migration.config import CACHE_FOLDER, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig, MigrationError, MigrationResult
 from mertk.migration.evaluate import evaluate_splits, score_split, score_target, truth_and_baseline
@@ -35,8 +41,18 @@ from mertk.migration.fit import fit_model, text_anchors_for
 from mertk.migration.generator import generated_shard, generator_labels, load_labeller
 from mertk.migration.label import KeptLabels, LabelContext, arrow_numbers, arrow_strings, label_shard, label_videos
 from mertk.migration.migrate import MigrationModel
-from mertk.migration.read import ReadPass, read_corpus, target_videos
-from mertk.migration.transfer import read_vocabulary, transfer_context, transfer_shard
+from mertk.migration.read import ReadPass, read_corpus
+from mertk.migration.target_corpus import (
+    bank_labels,
+    bank_unit_rows,
+    knn_context,
+    knn_shard,
+    list_target_videos,
+    merge_statistics,
+    statistics_tasks,
+    target_statistics,
+)
+from mertk.migration.transfer import read_vocabulary
 from mertk.shards.layout import REPORT_NAME
 from mertk.shards.manifest import command_line
 from mertk.shards.schema import load_schema
@@ -78,41 +94,43 @@ def _migrate_labels(root: Path, out: Path, config: MigrationConfig, progress: bo
         raise MigrationError(f"{root}: no video has usable {layout.name} features (first problem: {first})")
     background = ThreadPoolExecutor(1)  # truth and naive baseline, while anchors are fitted and videos labelled
     baseline = background.submit(truth_and_baseline, root, read.units)
-    try:
-        model, fit_summary = fit_model(root, config, layout, read, progress, text)
-        generated = generator_labels(root, config, read, model, generator) if generator and config.combine != "similarity" else None
-        context, prefetched, early = LabelContext(str(cache_dir), read.cache.dims, model), None, None
-        if config.workers <= 1 and generated is None:  # in process: label shards ahead, keep their labels, score splits early
-            kept = KeptLabels(len(read.units))
-            prefetched = RangePrefetch(
-                functools.partial(label_videos, model, read.cache, read.units), len(read.units), config.shard_videos, PREFETCH_SHARDS
-            )
-            early = kept.on_labelled = EarlyResults(
-                baseline, kept.labelled, lambda part: score_split(part, kept.labels, read.units), background
-            )
-            context = LabelContext(str(cache_dir), read.cache.dims, model, prefetched, kept)
+    with open_executor(config.executor, config.ray_address, config.workers) as executor:  # None: this machine
         try:
-            manifest = run_sharded(
-                out_dir,
-                load_schema(*SCHEMA),
-                read.units,
-                functools.partial(generated_shard, generated) if generated else functools.partial(label_shard, context),
-                command=command_line(),
-                parameters={**config.parameters(), "llp": str(root)},
-                shard_size=config.shard_videos,
-                pre_rejections=pre,
-                workers=config.workers,
-                description="migrate-labels: labelling",
-                progress=progress,
-            )
+            model, fit_summary = fit_model(root, config, layout, read, progress, text)
+            generated = generator_labels(root, config, read, model, generator) if generator and config.combine != "similarity" else None
+            context, prefetched, early = LabelContext(str(cache_dir), read.cache.dims, model), None, None
+            if executor is None and config.workers <= 1 and generated is None:  # in process: label shards ahead, keep their labels, score splits early
+                kept = KeptLabels(len(read.units))
+                prefetched = RangePrefetch(
+                    functools.partial(label_videos, model, read.cache, read.units), len(read.units), config.shard_videos, PREFETCH_SHARDS
+                )
+                early = kept.on_labelled = EarlyResults(
+                    baseline, kept.labelled, lambda part: score_split(part, kept.labels, read.units), background
+                )
+                context = LabelContext(str(cache_dir), read.cache.dims, model, prefetched, kept)
+            try:
+                manifest = run_sharded(
+                    out_dir,
+                    load_schema(*SCHEMA),
+                    read.units,
+                    functools.partial(generated_shard, generated) if generated else functools.partial(label_shard, context),
+                    command=command_line(),
+                    parameters={**config.parameters(), "llp": str(root)},
+                    shard_size=config.shard_videos,
+                    pre_rejections=pre,
+                    workers=config.workers,
+                    description="migrate-labels: labelling",
+                    progress=progress,
+                    executor=executor,
+                )
+            finally:
+                if prefetched is not None:
+                    prefetched.close()
+            scores, matrices = evaluate_splits(root, out_dir, read.units, context.kept, baseline.result(), early)
+            target_summary = run_target(config, layout, read, model, out / TARGET_FOLDER, progress, executor) if config.target else None
         finally:
-            if prefetched is not None:
-                prefetched.close()
-        scores, matrices = evaluate_splits(root, out_dir, read.units, context.kept, baseline.result(), early)
-        target_summary = run_target(config, layout, read, model, out / TARGET_FOLDER, progress) if config.target else None
-    finally:
-        background.shutdown(wait=True, cancel_futures=True)
-        read.cache.remove()
+            background.shutdown(wait=True, cancel_futures=True)
+            read.cache.remove()
     manifest.summary = {
         **fit_summary,
         "videos": {split: sum(1 for u in read.units if u.split == split) for split in ("train", "val", "test")},
@@ -127,34 +145,39 @@ def _migrate_labels(root: Path, out: Path, config: MigrationConfig, progress: bo
 
 
 def run_target(
-    config: MigrationConfig, layout: FeatureLayout, read: ReadPass, model: MigrationModel, target_out: Path, progress: bool
+    config: MigrationConfig, layout: FeatureLayout, read: ReadPass, model: MigrationModel, target_out: Path, progress: bool, executor: Any
 ) -> dict[str, Any]:
     """k-NN migration of the bank's (`read`, `model`) labels to `config.target`, written to `target_out`."""
     target_root = Path(config.target)
-    mapping_c_c = read_vocabulary(config.vocabulary)
-    listing = target_videos(target_root, layout)
-    target_read = read_corpus(target_root, listing.videos, layout, target_out / CACHE_FOLDER, config.centre, progress, "target")
-    pre = listing.rejections + target_read.rejections
-    if not target_read.units:
+    source, videos, listing_rejections = list_target_videos(target_root, layout)
+    tasks = statistics_tasks(videos)
+    parts = map_ordered(functools.partial(target_statistics, source, config.centre), tasks, executor, "target: statistics", progress)
+    statistics, usable, read_rejections = merge_statistics(parts, tasks) if parts else (None, [], [])
+    units = [videos[position] for position in usable]
+    if not units:
         raise MigrationError(f"{target_root}: no target video has usable {layout.name} features")
-    try:
-        manifest = run_sharded(
-            target_out,
-            load_schema(*SCHEMA),
-            target_read.units,
-            functools.partial(transfer_shard, transfer_context(read, model, target_read, mapping_c_c, config)),
-            command=command_line(),
-            parameters={**config.parameters(), "target_root": str(target_root)},
-            shard_size=config.shard_videos,
-            pre_rejections=pre,
-            workers=config.workers,
-            description="target: k-NN migration",
-            progress=progress,
-        )
-    finally:
-        target_read.cache.remove()
-    summary: dict[str, Any] = {"videos": len(target_read.units), "rejected": len(pre)}
-    summary.update(score_target(target_root, target_out, target_read.units))
+    labels = bank_labels(read, model, read_vocabulary(config.vocabulary), config.block_videos)
+    context, neighbours = knn_context(
+        source, statistics, len(units) * NUM_SEGMENTS, bank_unit_rows(read, model, config.block_videos), labels,
+        config.neighbour_index, config.neighbours, config.vote_threshold,
+    )
+    manifest = run_sharded(
+        target_out,
+        load_schema(*SCHEMA),
+        units,
+        functools.partial(knn_shard, context),
+        command=command_line(),
+        parameters={**config.parameters(), "target_root": str(target_root)},
+        shard_size=config.shard_videos,
+        pre_rejections=listing_rejections + read_rejections,
+        workers=config.workers,
+        description="target: k-NN migration",
+        progress=progress,
+        executor=executor,
+        extra_versions=("faiss-cpu",),
+    )
+    summary: dict[str, Any] = {"videos": len(units), "rejected": manifest.inputs_rejected, "neighbours": neighbours}
+    summary.update(score_target(target_root, target_out, units))
     manifest.summary = summary
     manifest.write(target_out)
     return summary

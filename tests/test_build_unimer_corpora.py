@@ -120,3 +120,30 @@ def test_build_needs_a_corpus_and_names_a_wrong_folder(built, tmp_path):
     result = runner.invoke(app, ["build-unimer", "--samm", str(casme2), "--out", str(tmp_path / "o")])
     line, status = describe(result.exception)  # what `mertk` prints (its failure handler), and the exit status
     assert status == 2 and "no SAMM coding sheet found" in line and "CASME2_RAW_selected" in line
+
+
+def test_predict_works_for_models_of_the_corpora_protocols(built, tmp_path):
+    """`mertk predict mer` on a megc2019 fold model reproduces the run's own held-out predictions;
+    samples outside the composite list get no label; a cross-corpus fold model predicts too."""
+    run = tmp_path / "megc"
+    _train(built, run, "--protocol", "megc2019", "--device", "cpu", "--threads", "1")
+    own = pq.read_table(run / "predictions.parquet").to_pylist()
+    subject = own[0]["subject"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "mer", str(built), "--model", str(run), "--fold", subject, "--out", str(tmp_path / "p"), "--device", "cpu", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    predicted = {row["sample_id"]: row for row in pq.read_table(tmp_path / "p" / "predictions.parquet").to_pylist()}
+    assert len(predicted) == len(_rows(built))
+    for row in (r for r in own if r["subject"] == subject):
+        again = predicted[row["sample_id"]]
+        assert (again["label"], again["prediction"], again["probabilities"]) == (row["label"], row["prediction"], row["probabilities"])
+    listed = {row["sample_id"] for row in own}
+    assert all(row["label"] == "" for sample_id, row in predicted.items() if sample_id not in listed)  # casme3: not in the list
+
+    cross = tmp_path / "cross"
+    metrics = _train(built, cross, "--protocol", "3class", "--train-on", "samm,smic", "--test-on", "casme2", "--device", "cpu")
+    fold = metrics["folds"][0]["subject"]
+    assert fold == "samm+smic-to-casme2" and metrics["composite"] is None
+    result = runner.invoke(app, ["predict", "mer", str(built), "--model", str(cross), "--fold", fold, "--out", str(tmp_path / "pc"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "pc" / "predictions.parquet").num_rows == len(_rows(built))

@@ -8,6 +8,7 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
+from cli_run import run_mertk
 from mertk.cli.app import app
 from mertk.export import ExportError, export_instructions
 from mertk.pipelines.build_unimer import UnimerParameters, build_unimer
@@ -58,10 +59,10 @@ def test_export_is_deterministic(unimer_dir, tmp_path):
     assert (tmp_path / "a" / "unimer_llava.json").read_bytes() == (tmp_path / "b" / "unimer_llava.json").read_bytes()
 
 
-def test_bad_input(tmp_path, unimer_dir):
+def test_bad_input(tmp_path, unimer_dir, monkeypatch, capsys):
     with pytest.raises(ExportError, match="no _manifest.json"):
         export_instructions(tmp_path, tmp_path / "x", "llava")
     with pytest.raises(ExportError, match="unknown export format 'alpaca'"):
         export_instructions(unimer_dir, tmp_path / "x", "alpaca")
-    result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "llava", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "no _manifest.json" in " ".join(result.output.split())
+    status, output = run_mertk(monkeypatch, capsys, "export", tmp_path, "--format", "llava", "--out", tmp_path / "x")
+    assert status == 2 and "no _manifest.json" in output and "Traceback" not in output

@@ -104,3 +104,26 @@ def test_pictures():
     face = face_with_motion(np.full((112, 112), 128, np.uint8), u[::2, ::2], v[::2, ::2], [("cheek", "L", 10, 10, 50, 50)], 1 / 224, [("cheek", "L")], size=224)
     assert face.shape == (224, 224, 3)
     assert tuple(face[10, 20]) == (60, 200, 60)  # the highlighted box edge
+
+
+def test_the_colour_key_matches_the_flow_picture():
+    from mertk.flow.draw import colour_key, direction_wheel
+
+    wheel = direction_wheel(101)
+    for du, dv, (row, col) in ((0.0, -1.0, (2, 50)), (1.0, 0.0, (50, 98)), (0.0, 1.0, (98, 50)), (-1.0, 0.0, (50, 2))):
+        field = flow_picture(np.full((4, 4), du, np.float32), np.full((4, 4), dv, np.float32), full_scale=1.0)
+        assert np.abs(field[0, 0].astype(int) - wheel[row, col].astype(int)).max() <= 20, (du, dv)  # near the rim: nearly full brightness
+    assert tuple(wheel[50, 50]) == (0, 0, 0) and tuple(wheel[0, 0]) == (255, 255, 255)  # no motion, outside
+    key = colour_key(120)
+    assert (key[26:146, 56:176] == direction_wheel(120)).all() and (key[:26] < 200).any()  # the wheel and a label above it
+
+
+def test_arrows_are_drawn_where_the_face_moves_and_nowhere_else():
+    u = np.zeros((14, 14), np.float32)
+    v = np.zeros((14, 14), np.float32)
+    v[10, 7] = -0.4  # one cell moves up, weakly: drawn long enough to see
+    face = face_with_motion(np.full((112, 112), 128, np.uint8), u, v, [], 1 / 224, size=280)
+    changed = np.argwhere(np.abs(face.astype(int) - 128).max(axis=2) > 30)
+    rows, cols = changed[:, 0], changed[:, 1]
+    assert changed.size and cols.min() > 280 * 6 / 14 - 10 and cols.max() < 280 * 8 / 14 + 10
+    assert rows.max() - rows.min() >= 30  # two cells long, upwards from the cell centre

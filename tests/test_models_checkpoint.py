@@ -71,3 +71,35 @@ def test_training_state_round_trip_and_kind_check(tmp_path):
     (tmp_path / "text.pt").write_text("hello")
     with pytest.raises(ForeignCheckpointError, match="text.pt: not a mertk training checkpoint"):
         load_training_state(tmp_path / "text.pt", kind="mer")
+
+
+def test_model_weights_are_byte_reproducible_with_a_sorted_header(tmp_path):
+    import json
+    import struct
+
+    from safetensors.torch import save
+
+    torch.manual_seed(0)
+    state = GatedExpertsModel(MerModelConfig(num_classes=5, semantic_dim=12, hidden=8)).state_dict()
+    config = {"zeta": 1, "alpha": [2, 3], "classes": ["b", "a"]}
+    first = save_model_weights(tmp_path / "a.safetensors", state, model="m", config=config).read_bytes()
+    second = save_model_weights(tmp_path / "b.safetensors", state, model="m", config=config).read_bytes()
+    assert first == second
+    (length,) = struct.unpack("<Q", first[:8])
+    assert length % 8 == 0
+    header = json.loads(first[8 : 8 + length])
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(header["__metadata__"])
+    # the same tensors as the library's own writer, only the header re-ordered
+    reference = save({k: v.contiguous() for k, v in state.items()}, metadata=header["__metadata__"])
+    (reference_length,) = struct.unpack("<Q", reference[:8])
+    assert first[8 + length :] == reference[8 + reference_length :]
+    loaded, loaded_config = load_model_weights(tmp_path / "a.safetensors", model="m")
+    assert loaded_config == config and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_training_state_bytes_do_not_depend_on_the_file_name(tmp_path):
+    state = {"fingerprint": "x", "model": {"w": torch.arange(4.0)}, "epoch": 1}
+    a = save_training_state(tmp_path / "one.pt", state, kind="mer").read_bytes()
+    b = save_training_state(tmp_path / "other-name.pt", state, kind="mer").read_bytes()
+    assert a == b
+    assert load_training_state(tmp_path / "other-name.pt", kind="mer")["epoch"] == 1

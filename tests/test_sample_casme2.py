@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from conftest import invoke_mertk
+
 from mertk.au.facs import AU_TABLE, SIDES, parse_au_string, region_box, rigid_reference_box
 from mertk.cli.app import app
 from mertk.face import find_face
@@ -284,11 +286,10 @@ def test_bad_parameters_are_refused_clearly():
 
 def test_cli_refuses_a_foreign_folder_and_unknown_scale(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    runner = CliRunner()
-    result = runner.invoke(app, ["sample-data", "casme2", "--out", str(tmp_path)])
+    result = invoke_mertk("sample-data", "casme2", "--out", str(tmp_path))
     assert result.exit_code == 2 and "not empty" in " ".join(result.output.split())
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    result = runner.invoke(app, ["sample-data", "casme2", "--out", str(tmp_path / "x"), "--scale", "huge"])
+    result = CliRunner().invoke(app, ["sample-data", "casme2", "--out", str(tmp_path / "x"), "--scale", "huge"])
     assert result.exit_code == 2 and "huge" in result.output
 
 

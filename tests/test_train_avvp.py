@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cli_run import run_mertk
 from mertk.cli.app import app
 from mertk.models.avvp_parser import MODEL_NAME, HybridAttentionParser, ParserConfig
 from mertk.models.checkpoint import ForeignCheckpointError, load_model_weights
@@ -19,6 +20,7 @@ from mertk.shards.manifest import Manifest
 from mertk.shards.validate import validate_paths
 from mertk.training.avvp import AvvpTrainConfig, parser_loss, train_avvp
 from mertk.training.avvp_data import AvvpDataError, pack_llp
+from mertk.errors import InputError
 from mertk.training.errors import TrainingError
 
 TINY = dict(epochs=2, batch_size=8, d_model=16, heads=2, device="cpu", progress=False, threads=1)
@@ -111,13 +113,13 @@ def test_resume_after_interrupted_epoch_gives_the_uninterrupted_result(llp_corpu
     assert (run / "predictions.parquet").read_bytes() == (tmp_path / "reference" / "predictions.parquet").read_bytes()
 
 
-def test_foreign_training_state_is_refused(llp_corpus, tmp_path):
+def test_foreign_training_state_is_refused(llp_corpus, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     (run / "_state").mkdir(parents=True)
     (run / "_state" / "train.pt").write_bytes(b"PK\x03\x04 definitely not a checkpoint")
-    result = CliRunner().invoke(app, ["train", "avvp", "--llp", str(llp_corpus), "--labels", "none", "--out", str(run), "--device", "cpu"])
-    assert result.exit_code == 2
-    assert "not a mertk training checkpoint" in result.output and "train.pt" in result.output
+    status, output = run_mertk(monkeypatch, capsys, "train", "avvp", "--llp", llp_corpus, "--labels", "none", "--out", run, "--device", "cpu")
+    assert status == 2
+    assert "not a mertk training checkpoint" in output and "train.pt" in output and "Traceback" not in output
 
 
 def test_unusable_feature_file_is_a_recorded_rejection(llp_corpus, tmp_path):
@@ -141,7 +143,7 @@ def test_unusable_labels_and_options_give_clear_errors(llp_corpus, tmp_path):
     from mertk.training.synthetic import write_synthetic_unimer
 
     unimer = write_synthetic_unimer(tmp_path / "unimer", subjects=2, per_subject=2)
-    with pytest.raises(AvvpDataError, match="holds unimer_sample.v1 shards"):
+    with pytest.raises(InputError, match="holds unimer_sample.v1 shards; expected avvp_pseudo_label"):
         train_avvp(tiny_config(llp_corpus, unimer, tmp_path / "run"))
     with pytest.raises(TrainingError, match="--pseudo-target"):
         train_avvp(tiny_config(llp_corpus, None, tmp_path / "run", pseudo_target="fuzzy"))

@@ -63,7 +63,7 @@ def test_cli_end_to_end_and_the_evaluate_round_trip(unav_corpus, cache, tmp_path
     assert figures["videos"] == 3 and figures["average_map"] == pytest.approx(metrics["test"]["average_map"], abs=1e-3)
     state, config = load_model_weights(run / "checkpoints" / "esg_net.safetensors", model=MODEL_NAME)
     EsgNet(EsgNetConfig(**config)).load_state_dict(state)
-    page = (run / "report.html").read_text()
+    page = (run / "_report.html").read_text()
     assert page.count("<img") >= 4 and "Per-class AP" in page
 
 

@@ -14,13 +14,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cli_run import run_mertk
 from mertk.cli.app import app
 from mertk.models.checkpoint import ForeignCheckpointError, load_model_weights
-from mertk.models.mer_experts import MODEL_NAME, GatedExpertsModel, MerModelConfig
+from mertk.models.mer_experts import load_mer_model
 from mertk.shards.manifest import Manifest
 from mertk.shards.validate import validate_paths
 from mertk.training.mer import MerTrainConfig, MerTrainingError, train_mer
-from mertk.training.mer_data import MerDataError, semantic_text
+from mertk.errors import InputError
+from mertk.training.mer_data import semantic_text
 from mertk.training.synthetic import synthetic_unimer_rows, write_synthetic_unimer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,10 +61,10 @@ def test_cli_end_to_end_writes_metrics_predictions_checkpoints_and_picture(unime
     assert reports and all(report.ok for report in reports), [str(f) for r in reports for f in r.findings]
     assert (run / "confusion.png").read_bytes().startswith(b"\x89PNG")
     for subject in ("sub01", "sub02", "sub03"):
-        state, config = load_model_weights(run / "checkpoints" / f"fold-{subject}.safetensors", model=MODEL_NAME)
-        assert config["held_out"] == subject
-        model = GatedExpertsModel(MerModelConfig(**{k: config[k] for k in ("num_classes", "experts", "semantic_dim", "hidden", "dropout")}))
-        model.load_state_dict(state)
+        model, record = load_mer_model(run / "checkpoints" / f"fold-{subject}.safetensors")
+        assert record["held_out"] == subject and subject not in record["training_subjects"]
+        assert record["protocol"] == "5class" and record["seed"] == 0 and record["test_inputs"] == "video"
+        assert record["inputs"] == {"structure": ["apex_face_png"], "texture": ["apex_flow_3hw"], "semantics": ["regions"]}
 
 
 def test_predictions_are_read_by_evaluate_mer(unimer_dir, tmp_path):
@@ -140,16 +142,14 @@ class NotOurs:
         return (print, ("this code must never run",))
 
 
-def test_foreign_training_state_is_refused_with_a_clear_error(unimer_dir, tmp_path):
+def test_foreign_training_state_is_refused_with_a_clear_error(unimer_dir, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     (run / "_state").mkdir(parents=True)
     with open(run / "_state" / "fold-sub01.pt", "wb") as handle:
         pickle.dump({"model": NotOurs()}, handle)
-    result = CliRunner().invoke(
-        app, ["train", "mer", str(unimer_dir), "--out", str(run), "--epochs", "1", "--semantic-encoder", "region-stats", "--device", "cpu"]
-    )
-    assert result.exit_code == 2
-    assert "not a mertk training checkpoint" in result.output and "fold-sub01.pt" in result.output
+    status, output = run_mertk(monkeypatch, capsys, "train", "mer", unimer_dir, "--out", run, "--epochs", "1", "--semantic-encoder", "region-stats", "--device", "cpu")
+    assert status == 2
+    assert "not a mertk training checkpoint" in output and "fold-sub01.pt" in output and "Traceback" not in output
 
     torch.save({"model": {"w": torch.zeros(2)}}, run / "_state" / "fold-sub01.pt")  # readable, but not ours
     with pytest.raises(ForeignCheckpointError, match="format None"):
@@ -177,15 +177,14 @@ def test_bad_rows_are_rejected_with_file_and_row(tmp_path):
 
 
 def test_unusable_inputs_give_clear_errors(tmp_path, unimer_dir):
-    with pytest.raises(MerDataError, match="no _manifest.json"):
+    with pytest.raises(InputError, match="no _manifest.json"):
         train_mer(tiny_config(tmp_path, tmp_path / "run"))
     one_subject = write_synthetic_unimer(tmp_path / "one", subjects=1, per_subject=5)
     with pytest.raises(MerTrainingError, match="at least two subjects"):
         train_mer(tiny_config(one_subject, tmp_path / "run1"))
     with pytest.raises(MerTrainingError, match="subset of structure,texture,semantics"):
         train_mer(tiny_config(unimer_dir, tmp_path / "run2", experts=["colour"]))
-    result = CliRunner().invoke(app, ["train", "mer", str(unimer_dir), "--out", str(tmp_path / "r"), "--protocol", "7class"])
-    assert result.exit_code == 2 and "unknown protocol" in result.output
+
 
 
 def test_semantic_text_names_au_phrase_side_and_verdict():
@@ -201,10 +200,14 @@ def test_minilm_embeddings_are_computed_once_and_cached(unimer_dir, tmp_path, mo
     from mertk.training import mer_data
 
     packed = mer_data.pack_unimer(unimer_dir, tmp_path)
-    first = mer_data.semantic_embeddings(packed, "minilm", tmp_path)
+    texts = packed.annotations.texts
+    first = mer_data.sentence_embeddings(texts, tmp_path)
     assert first.shape == (18, 384) and np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-4)
+    # a text's embedding does not depend on the other texts encoded with it
+    alone = mer_data.encode_texts_minilm([texts[3]])
+    assert np.array_equal(alone[0], first[3])
     monkeypatch.setattr(mer_data, "encode_texts_minilm", lambda texts: pytest.fail("the cache was not used"))
-    assert np.array_equal(mer_data.semantic_embeddings(packed, "minilm", tmp_path), first)
+    assert np.array_equal(mer_data.sentence_embeddings(texts, tmp_path), first)
 
 
 @pytest.fixture(scope="module")

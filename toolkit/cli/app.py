@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from mertk import __version__
-from mertk.cli import build_unimer, evaluate, export, migrate_labels, sample_data, train, validate
+from mertk.cli import build_unimer, evaluate, export, migrate_labels, predict, sample_data, train, validate
 from mertk.cli.failures import run_cli, set_debug
 
 app = typer.Typer(
@@ -49,7 +49,7 @@ def _root(
     set_debug(debug)
 
 
-for _command in (validate, sample_data, train, evaluate, build_unimer, export, migrate_labels):
+for _command in (validate, sample_data, train, predict, evaluate, build_unimer, export, migrate_labels):
     _command.register(app)
 
 

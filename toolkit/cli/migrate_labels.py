@@ -8,7 +8,9 @@ import typer
 
 from mertk.console import console
 from mertk.corpora.llp_features import FEATURE_SETS
+from mertk.execution.ray_executor import EXECUTORS
 from mertk.migration.config import CALIBRATIONS, COMBINE_RULES, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig
+from mertk.migration.neighbours import INDEX_KINDS
 from mertk.migration.thresholds import THRESHOLD_RULES
 
 DEFAULTS = MigrationConfig()
@@ -28,7 +30,10 @@ def migrate_labels(
     refine: int = typer.Option(DEFAULTS.refine_iterations, "--refine", min=0, help="Prototype refinement passes (modalities without text anchors)."),
     fit_videos: int = typer.Option(DEFAULTS.fit_videos, "--fit-videos", min=0, help="Videos (evenly spaced) that anchors and thresholds are fitted on; 0 = all."),
     no_r2plus1d: bool = typer.Option(False, "--no-r2plus1d", help="HAN visual = res152 only (default: res152 + r2plus1d_18)."),
-    workers: int = typer.Option(DEFAULTS.workers, "--workers", min=1, help="Processes for the labelling pass (same bytes for any value)."),
+    workers: int = typer.Option(DEFAULTS.workers, "--workers", min=1, help="Processes for the labelling pass, or the CPUs of a local Ray (same bytes for any value)."),
+    executor: Literal[EXECUTORS] = typer.Option(DEFAULTS.executor, "--executor", help="local (this machine) or ray (Ray tasks, labelling and --target alike; same bytes)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to run on (e.g. auto, HEAD_IP:6379); default: $RAY_ADDRESS, else a local Ray."),
+    neighbour_index: Literal[INDEX_KINDS] = typer.Option(DEFAULTS.neighbour_index, "--neighbour-index", help="--target neighbours: exact (faiss IndexFlatIP), hnsw (IndexHNSWFlat, efSearch tuned to recall@10 >= 0.975 on a sample), auto (exact up to 5e10 bank x target segments)."),
     generator: Optional[Path] = typer.Option(None, "--generator", help="Checkpoint of `mertk train generator`: label with its segment probabilities within each weak label."),
     combine: Literal[COMBINE_RULES] = typer.Option(DEFAULTS.combine, "--combine", help="With --generator: generator (its probabilities), similarity (today's scores) or mean (of both)."),
 ) -> None:
@@ -52,7 +57,10 @@ def migrate_labels(
         target=str(target) if target else None,
         vocabulary=str(vocabulary) if vocabulary else None,
         neighbours=neighbours,
+        neighbour_index=neighbour_index,
         workers=workers,
+        executor=executor,
+        ray_address=ray_address,
         generator=str(generator) if generator else None,
         combine=combine,
     )

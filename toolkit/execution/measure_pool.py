@@ -4,8 +4,9 @@ chunk's results kept on disk so that an interrupted build resumes where it stopp
 The method is `mertk.unimer.measure.measure_chunk`, a plain function of a chunk of samples;
 this module only decides where it runs:
   * workers come from `process_pool` (fork server: a worker never inherits a running OpenCV,
-    torch or BLAS thread pool); each loads the dlib models once, in its initialiser, and runs
-    OpenCV single-threaded (one process per core, and the flow bit-identical from run to run);
+    torch or BLAS thread pool); they share the dlib models the fork server loaded (else each
+    loads them in its initialiser) and run OpenCV single-threaded (one process per core, and
+    the flow bit-identical from run to run);
   * in this process, a chunk runs with OpenCV single-threaded too, restored afterwards;
   * chunk i is always samples[i*size:(i+1)*size], so results do not depend on the number of
     workers; its pickle under the cache folder is reused while its inputs (frame files by name,
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import pickle
+import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,8 +34,10 @@ from mertk.shards.io import write_bytes_atomic
 from mertk.unimer.measure import measure_chunk
 from mertk.unimer.parameters import UnimerParameters
 
-# Imported once by the fork server, so that workers start with them.
-WORKER_MODULES = ("mertk.unimer.measure", "mertk.unimer.report")
+# Imported once by the fork server, so that the workers it forks start with them and with the
+# default face models loaded. "__main__": the program's main module (the `mertk` script) is
+# imported there once too, instead of by every worker.
+WORKER_MODULES = ("__main__", "mertk.execution.measure_pool", "mertk.unimer.report", "mertk.execution.face_models_preload")
 
 
 @contextmanager
@@ -48,12 +52,20 @@ def opencv_threads(count: int) -> Iterator[None]:
 
 
 def start_measure_pool(params: UnimerParameters, workers: int) -> ProcessPoolExecutor:
-    """The pass-1 process pool, its `workers` processes started now (each loads the dlib models
-    while the caller goes on, e.g. reading the corpus)."""
+    """The pass-1 process pool. Its `workers` processes are started by a thread of this process,
+    so that the caller goes on (e.g. reads the corpus) while the fork server starts, imports the
+    method and loads the face models."""
     pool = process_pool(workers, initializer=_start_worker, initargs=(params.predictor,), preload=WORKER_MODULES)
-    for _ in range(workers):
-        pool.submit(int)  # a pool of the fork server starts a process per waiting task
+    threading.Thread(target=_start_processes, args=(pool, workers), name="mertk-measure-pool-start", daemon=True).start()
     return pool
+
+
+def _start_processes(pool: ProcessPoolExecutor, workers: int) -> None:
+    try:
+        for _ in range(workers):
+            pool.submit(int)  # a pool of the fork server starts a process per waiting task
+    except RuntimeError:  # shut down (or broken) meanwhile: the caller's own submit reports it
+        pass
 
 
 def _start_worker(predictor: str | None) -> None:

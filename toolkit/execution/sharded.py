@@ -10,7 +10,7 @@ import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from mertk.console import console, progress_bar
 from mertk.errors import ResumeMismatchError, RunError
@@ -43,6 +43,7 @@ def run_sharded(
     extra_versions: Sequence[str] = (),
     summary: dict[str, Any] | None = None,
     progress: bool = True,
+    executor: "ShardExecutor | None" = None,
 ) -> Manifest:
     """Process `units` in fixed shards of `shard_size`, skipping shards a previous run completed.
 
@@ -82,27 +83,12 @@ def run_sharded(
     writing: list[Future] = []  # the write in flight, if any
 
     def write(index: int, result: ShardResult) -> None:
-        name = shard_name(schema, index)
-        digest = write_shard(result.table, out_dir / name, schema, durable=False)
-        state = {
-            "fingerprint": fingerprint,
-            "path": name,
-            "rows": result.table.num_rows,
-            "sha256": digest,
-            "inputs": len(chunks[index]),
-            "written_inputs": list(result.written_inputs),
-            "rejections": [asdict(r) for r in result.rejections],
-        }
-        write_bytes_atomic(state_dir / f"{name}.json", json.dumps(state, sort_keys=True).encode(), durable=False)
+        states[index] = write_shard_and_state(out_dir, schema, index, len(chunks[index]), result, fingerprint, durable=False)
+        name = states[index]["path"]
         syncs.append(syncer.submit(sync_files, [out_dir / name, state_dir / f"{name}.json"]))
-        states[index] = state
 
     def finish(index: int, result: ShardResult) -> None:
-        if len(result.written_inputs) + len(result.rejections) != len(chunks[index]):
-            raise RunError(
-                f"{shard_name(schema, index)}: {len(chunks[index])} inputs but {len(result.written_inputs)} written and "
-                f"{len(result.rejections)} rejected: every input must be written or rejected"
-            )
+        check_every_input_accounted(schema, index, len(chunks[index]), result)
         if writing:
             writing.pop().result()  # the previous shard is written (its error, if any, raised here)
         writing.append(writer.submit(write, index, result))
@@ -113,7 +99,12 @@ def run_sharded(
     try:
         with progress_bar(total_units, description, enabled=progress) as advance:
             advance(done_units)
-            if workers > 1 and len(pending) > 1:
+            if executor is not None and pending:
+                # its workers write each shard and state file durably
+                states.update(executor.run_shards(
+                    out_dir, schema, {index: chunks[index] for index in pending}, process_shard, fingerprint, advance
+                ))
+            elif workers > 1 and len(pending) > 1:
                 with process_pool(workers) as pool:
                     futures = {index: pool.submit(process_shard, chunks[index]) for index in pending}
                     for index in pending:  # in order: the state files appear in shard order
@@ -153,6 +144,49 @@ def run_sharded(
     return manifest
 
 
+class ShardExecutor(Protocol):
+    """Runs pending shards elsewhere (another machine, a cluster); see mertk.execution.ray_executor."""
+
+    def run_shards(
+        self,
+        out_dir: Path,
+        schema: Schema,
+        chunks: dict[int, list[Any]],
+        process_shard: Callable[[list[Any]], ShardResult],
+        fingerprint: str,
+        advance: Callable[[int], None],
+    ) -> dict[int, dict[str, Any]]:
+        """Process, write (shard and state file, durably) and return the state of every shard in `chunks`."""
+        ...
+
+
+def check_every_input_accounted(schema: Schema, index: int, inputs: int, result: ShardResult) -> None:
+    if len(result.written_inputs) + len(result.rejections) != inputs:
+        raise RunError(
+            f"{shard_name(schema, index)}: {inputs} inputs but {len(result.written_inputs)} written and "
+            f"{len(result.rejections)} rejected: every input must be written or rejected"
+        )
+
+
+def write_shard_and_state(
+    out_dir: Path, schema: Schema, index: int, inputs: int, result: ShardResult, fingerprint: str, durable: bool
+) -> dict[str, Any]:
+    """Write shard `index` and then its state file (what makes it complete on resume); return the state."""
+    name = shard_name(schema, index)
+    digest = write_shard(result.table, out_dir / name, schema, durable=durable)
+    state = {
+        "fingerprint": fingerprint,
+        "path": name,
+        "rows": result.table.num_rows,
+        "sha256": digest,
+        "inputs": inputs,
+        "written_inputs": list(result.written_inputs),
+        "rejections": [asdict(r) for r in result.rejections],
+    }
+    write_bytes_atomic(out_dir / STATE_DIR / f"{name}.json", json.dumps(state, sort_keys=True).encode(), durable=durable)
+    return state
+
+
 def _load_complete_state(out_dir: Path, state_dir: Path, schema: Schema, index: int) -> dict[str, Any] | None:
     """A shard counts as complete when its state file exists and the shard's hash matches it."""
     name = shard_name(schema, index)
@@ -171,3 +205,21 @@ def _load_complete_state(out_dir: Path, state_dir: Path, schema: Schema, index: 
     if state.get("sha256") != file_sha256(shard_path):
         return None
     return state
+
+
+def map_ordered(
+    function: Callable[[Any], Any],
+    items: Sequence[Any],
+    executor: Any = None,
+    description: str = "tasks",
+    progress: bool = True,
+) -> list[Any]:
+    """[function(item) for item in items], here or on `executor` (see run_sharded); results in order."""
+    with progress_bar(len(items), description, enabled=progress) as advance:
+        if executor is not None:
+            return executor.map_ordered(function, items, advance)
+        results = []
+        for item in items:
+            results.append(function(item))
+            advance(1)
+        return results

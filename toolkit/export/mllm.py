@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mertk.errors import InputError
 from mertk.flow.draw import flow_picture
 from mertk.report.html import png_bytes
 from mertk.shards.dataset import has_manifest, open_shards
@@ -34,7 +35,7 @@ DATASET_NAME = "unimer"
 COMPACT = 28
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """The input is not a Uni-MER output directory, or the format is unknown."""
 
 

@@ -95,7 +95,7 @@ def resolve_predictor_path(predictor_path: str | Path | None = None) -> Path:
     return path.resolve()
 
 
-_DETECTOR: list = []  # dlib's frontal face detector, once built or adopted
+_DETECTOR: list = []  # dlib's frontal face detector, once built or loaded
 
 
 CACHE_ENV_VAR = "MERTK_CACHE"
@@ -111,11 +111,10 @@ def detector_cache_path() -> Path:
 
 
 def frontal_face_detector():
-    """dlib's HOG frontal face detector. dlib builds it from a compressed copy inside the library
-    (0.3 s); the built detector is 155 KB and loads in a millisecond, so it is kept in
+    """dlib's HOG frontal face detector. dlib builds it from a compressed copy inside the library,
+    which costs far more than loading the built detector (a small file), so that is kept in
     `detector_cache_path()` after the first build (derived from the installed dlib, nothing is
-    downloaded). A missing, unreadable or unwritable cache only costs the build. A built one
-    also pickles cheaply to another process: see `adopt_detector`."""
+    downloaded). A missing, unreadable or unwritable cache only costs the build."""
     if not _DETECTOR:
         import dlib
 
@@ -137,11 +136,6 @@ def frontal_face_detector():
                 pass
         _DETECTOR.append(detector)
     return _DETECTOR[0]
-
-
-def adopt_detector(detector) -> None:
-    """Use a detector built by `frontal_face_detector` in another process (and pickled)."""
-    _DETECTOR[:] = [detector]
 
 
 @lru_cache(maxsize=4)
@@ -167,8 +161,8 @@ def _predictor_for(predictor_path: str | Path | None):
 
 
 def load_models(predictor_path: str | Path | None = None, detector: bool = True) -> None:
-    """Load dlib's detector (0.3 s; unless `detector` is False) and the 68-point model (0.4 s)
-    now rather than on first use, e.g. before forking workers that then share them."""
+    """Load dlib's detector (unless `detector` is False) and the 68-point model now rather than
+    on first use, e.g. in a fork server whose workers then share them."""
     if detector:
         frontal_face_detector()
     _predictor_for(predictor_path)

@@ -11,7 +11,9 @@ import numpy as np
 from mertk.corpora.llp_annotations import NUM_CLASSES
 from mertk.corpora.llp_features import FEATURE_SETS
 from mertk.errors import InputError
+from mertk.execution.ray_executor import EXECUTORS
 from mertk.migration.migrate import DEFAULT_TEMPERATURE
+from mertk.migration.neighbours import INDEX_KINDS
 from mertk.migration.thresholds import THRESHOLD_RULES
 from mertk.shards.layout import STATE_DIR
 
@@ -47,22 +49,29 @@ class MigrationConfig:
     vocabulary: str | None = None  # JSON source class -> target class
     neighbours: int = 10  # k of the cross-corpus k-NN
     vote_threshold: float = 0.5  # share of weighted neighbour votes for a target label
+    neighbour_index: str = "auto"  # one of INDEX_KINDS: exact, IVF, or by bank x target size
     shard_videos: int = 256  # videos per output shard (20 rows each)
     block_videos: int = 512  # videos per block in the streaming passes
-    workers: int = 1
+    workers: int = 1  # processes for labelling; CPUs of a local Ray with executor="ray"
+    executor: str = "local"  # one of EXECUTORS: this machine, or Ray tasks
+    ray_address: str | None = None  # the Ray cluster (default: RAY_ADDRESS, else a local Ray)
     generator: str | None = None  # a `mertk train generator` checkpoint (mertk.migration.generator)
     combine: str = "generator"  # one of COMBINE_RULES, with a generator
 
     def parameters(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("workers")  # does not change the output
+        for name in ("workers", "executor", "ray_address"):  # where it runs does not change the output
+            data.pop(name)
         if self.generator is None:  # runs without a generator record what they always did
             data.pop("generator"), data.pop("combine")
         return data
 
     def check(self) -> None:
         """MigrationError naming the first setting out of its range (the CLI checks the same before)."""
-        choices = {"features": FEATURE_SETS, "calibrate": CALIBRATIONS, "threshold_rule": THRESHOLD_RULES, "combine": COMBINE_RULES}
+        choices = {
+            "features": FEATURE_SETS, "calibrate": CALIBRATIONS, "threshold_rule": THRESHOLD_RULES,
+            "neighbour_index": INDEX_KINDS, "executor": EXECUTORS, "combine": COMBINE_RULES,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise MigrationError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")

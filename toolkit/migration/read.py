@@ -12,12 +12,12 @@ from typing import Sequence
 
 import numpy as np
 
-from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS, LlpAnnotationError, WeakLabel
-from mertk.corpora.llp_features import FeatureLayout, LlpListing, read_llp_videos
+from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS, WeakLabel
+from mertk.corpora.llp_features import FeatureLayout
 from mertk.execution.blocks import BlockReader, read_blocks_ahead
 from mertk.execution.prefetch import BackgroundWriter
 from mertk.migration.anchors import PrototypeSeeds
-from mertk.migration.config import MigrationError, VideoUnit
+from mertk.migration.config import VideoUnit
 from mertk.migration.embedding import ModalityStats, SegmentCache
 from mertk.shards.manifest import Rejection
 
@@ -90,16 +90,3 @@ def read_corpus(
     finally:
         cache.close()
     return ReadPass(units, rejections, stats, seeds, cache)
-
-
-def target_videos(root: Path, layout: FeatureLayout) -> LlpListing:
-    """The target corpus' videos (split "target"): from its weak-label CSVs if it has any, else from its feature files."""
-    try:
-        listing = read_llp_videos(root)
-        return LlpListing(listing.root, [WeakLabel(v.filename, v.video_id, "target", v.labels) for v in listing.videos], listing.rejections)
-    except LlpAnnotationError:  # no CSVs: a feature-only corpus (pre-training data)
-        folder = root / layout.audio[0].folder
-        if not folder.is_dir():
-            raise MigrationError(f"{root}: neither LLP CSVs nor a {layout.audio[0].folder} folder found") from None
-        ids = sorted(path.stem for path in folder.glob("*.npy"))
-        return LlpListing(root, [WeakLabel(f"{video_id}_0_10", video_id, "target", ()) for video_id in ids], [])

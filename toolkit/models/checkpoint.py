@@ -8,21 +8,30 @@ Two kinds of file:
 - **training state** (`*.pt`): weights, optimizer and RNG state of an unfinished run, written with
   `torch.save` and read with `torch.load(weights_only=True)` (tensors, numbers, strings, lists and
   dicts only: no code runs on load). It carries `format = "mertk.training_state.v1"` and a `kind`.
+
+Same weights -> same bytes, for both kinds: the safetensors header is re-serialised with sorted
+keys (the safetensors writer keeps its metadata in a hash map, whose order changes from process to
+process), and a training state is serialised in memory (torch names the zip archive inside after
+the file it writes to, which would carry the temporary file's process id).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mertk.errors import InputError
+
 MODEL_FORMAT = "mertk.checkpoint.v1"
 STATE_FORMAT = "mertk.training_state.v1"
 
 
-class ForeignCheckpointError(ValueError):
+class ForeignCheckpointError(InputError):
     """A checkpoint file that mertk did not write (or wrote for another model)."""
 
 
@@ -33,14 +42,27 @@ def _atomic_target(path: Path) -> Path:
 
 def save_model_weights(path: Path | str, state_dict: dict[str, torch.Tensor], *, model: str, config: dict[str, Any]) -> Path:
     """Write `state_dict` as safetensors with the mertk header; atomic (temporary file, then rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    temporary = _atomic_target(path)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
     metadata = {"format": MODEL_FORMAT, "model": model, "config": json.dumps(config, sort_keys=True)}
+    return _write_atomic(Path(path), _sorted_header(save(tensors, metadata=metadata)))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted (padded to 8 bytes, as the format asks)."""
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + length :]
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    temporary = _atomic_target(path)
     try:
-        save_file(tensors, str(temporary), metadata=metadata)
+        with open(temporary, "wb") as handle:
+            handle.write(data)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -80,15 +102,9 @@ def load_model_weights(path: Path | str, *, model: str) -> tuple[dict[str, torch
 
 def save_training_state(path: Path | str, state: dict[str, Any], *, kind: str) -> Path:
     """Write an unfinished run's state (tensors, numbers, strings, lists, dicts) atomically."""
-    path = Path(path)
-    temporary = _atomic_target(path)
-    try:
-        torch.save({"format": STATE_FORMAT, "kind": kind, **state}, temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
+    buffer = io.BytesIO()
+    torch.save({"format": STATE_FORMAT, "kind": kind, **state}, buffer)
+    return _write_atomic(Path(path), buffer.getvalue())
 
 
 def load_training_state(path: Path | str, *, kind: str) -> dict[str, Any]:

@@ -6,21 +6,23 @@ VGGish, with a mask of valid steps (b, t); t is the whole video (no cropping, an
 Common to every variant (the UnAV-style baseline):
 1. per-dimension standardisation (train statistics kept as buffers), then per modality a linear
    map to `d_model` and a temporal convolution (kernel 3), each with layer norm and ReLU;
-2. a temporal pyramid of `levels` stages, stride 2 between stages (max pooling), one transformer
-   layer (masked self-attention + feed-forward) per stream and stage;
-3. heads shared by all stages: per step, class logits (b, t_l, C) and the distances from the step
+2. the streams are fused once before the pyramid (each attends to the other by cross-attention,
+   residual; then their mean);
+3. a temporal pyramid over the fused sequence: `levels` stages, stride 2 between stages (max
+   pooling), one transformer layer (masked self-attention + feed-forward) per stage;
+4. heads shared by all stages: per step, class logits (b, t_l, C) and the distances from the step
    to the event's start and end in units of the stage's stride (ReLU times a learned per-stage scale).
 
 ESI (early semantics interaction), on unless `esi=False`:
-- the two streams stay separate through the pyramid and are fused at *every* stage by
-  bidirectional cross-attention (each stream attends to the other, residual), so audio-visual
-  agreement is checked at every temporal scale before the next stage is built on it;
-- each stage has a video-level multi-label classifier (masked mean and max pooling of the fused
-  stage features -> C logits) trained with BCE against the video's classes (the trainer adds one
-  loss per stage), and its class probabilities are fed back as guidance: a linear map of them is
-  added to both streams before the next stage.
-Without ESI the streams are fused once, at the first stage (cross-attention, then the mean of the
-two), and the pyramid runs on the fused sequence: the UnAV layout.
+- the audio and visual streams are carried down the pyramid too (max pooling), and at *every*
+  stage the fused sequence reads both again by cross-attention before its transformer layer, so
+  audio-visual agreement is re-checked at every temporal scale;
+- each stage has a video-level multi-label classifier (masked mean and max pooling of the stage
+  output -> C logits) trained with BCE against the video's classes (the trainer adds one loss per
+  stage), and its class probabilities are fed back as guidance: a linear map of them is added to
+  the stage output, which the heads and the next stage read.
+(A first reading, two separate stream pyramids fused by cross-attention at each stage with no
+joint layer, scored below the baseline on the sample corpus; see the README.)
 
 MoDE (mixture of dependency experts), on unless `mode=False`: `mode_layers` serial layers applied
 to every stage's fused features (weights shared across stages, like the heads). Each layer has
@@ -197,18 +199,15 @@ class EsgNet(nn.Module):
         self.register_buffer("audio_std", torch.ones(config.audio_dim))
         self.embed_visual = ConvEmbedding(config.visual_dim, d, dropout)
         self.embed_audio = ConvEmbedding(config.audio_dim, d, dropout)
+        # the fusion before the pyramid and the pyramid over the fused sequence are shared by every variant
+        self.visual_reads_audio = TransformerLayer(d, heads, dropout, feed_forward=False)
+        self.audio_reads_visual = TransformerLayer(d, heads, dropout, feed_forward=False)
+        self.fused_stages = nn.ModuleList([TransformerLayer(d, heads, dropout) for _ in range(levels)])
         if config.esi:
-            self.visual_stages = nn.ModuleList([TransformerLayer(d, heads, dropout) for _ in range(levels)])
-            self.audio_stages = nn.ModuleList([TransformerLayer(d, heads, dropout) for _ in range(levels)])
-            self.visual_reads_audio = nn.ModuleList([TransformerLayer(d, heads, dropout, feed_forward=False) for _ in range(levels)])
-            self.audio_reads_visual = nn.ModuleList([TransformerLayer(d, heads, dropout, feed_forward=False) for _ in range(levels)])
-            self.stage_fusion = nn.ModuleList([nn.Linear(2 * d, d) for _ in range(levels)])
+            self.fused_reads_visual = nn.ModuleList([TransformerLayer(d, heads, dropout, feed_forward=False) for _ in range(levels)])
+            self.fused_reads_audio = nn.ModuleList([TransformerLayer(d, heads, dropout, feed_forward=False) for _ in range(levels)])
             self.video_classifiers = nn.ModuleList([nn.Linear(2 * d, config.num_classes) for _ in range(levels)])
             self.guidance = nn.ModuleList([nn.Linear(config.num_classes, d) for _ in range(levels)])
-        else:
-            self.visual_reads_audio = TransformerLayer(d, heads, dropout, feed_forward=False)
-            self.audio_reads_visual = TransformerLayer(d, heads, dropout, feed_forward=False)
-            self.fused_stages = nn.ModuleList([TransformerLayer(d, heads, dropout) for _ in range(levels)])
         self.mode_layers = nn.ModuleList(
             [DependencyExpertLayer(d, heads, config.num_classes, dropout) for _ in range(config.mode_layers)] if config.mode else []
         )
@@ -227,31 +226,24 @@ class EsgNet(nn.Module):
 
     def _pyramid(self, visual: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor):
         stages, masks, video_logits = [], [], []
-        if self.config.esi:
-            for level in range(self.config.levels):
-                if level > 0:
-                    visual, mask_next = downsample(visual, mask)
+        visual, audio = self.visual_reads_audio(visual, mask, audio), self.audio_reads_visual(audio, mask, visual)
+        fused = 0.5 * (visual + audio)
+        for level in range(self.config.levels):
+            if level > 0:
+                fused, next_mask = downsample(fused, mask)
+                if self.config.esi:
+                    visual, _ = downsample(visual, mask)
                     audio, _ = downsample(audio, mask)
-                    mask = mask_next
-                visual = self.visual_stages[level](visual, mask)
-                audio = self.audio_stages[level](audio, mask)
-                visual, audio = self.visual_reads_audio[level](visual, mask, audio), self.audio_reads_visual[level](audio, mask, visual)
-                fused = masked_fill_invalid(self.stage_fusion[level](torch.cat([visual, audio], dim=-1)), mask)
+                mask = next_mask
+            if self.config.esi:  # early semantics interaction: the fused sequence reads both streams again at this scale
+                fused = self.fused_reads_audio[level](self.fused_reads_visual[level](fused, mask, visual), mask, audio)
+            fused = self.fused_stages[level](fused, mask)
+            if self.config.esi:  # stage-level semantics: a video-level classifier, its class probabilities fed back
                 logits = self.video_classifiers[level](masked_video_pool(fused, mask))
-                guidance = self.guidance[level](torch.sigmoid(logits)).unsqueeze(1)
-                visual, audio = masked_fill_invalid(visual + guidance, mask), masked_fill_invalid(audio + guidance, mask)
-                stages.append(fused)
-                masks.append(mask)
+                fused = masked_fill_invalid(fused + self.guidance[level](torch.sigmoid(logits)).unsqueeze(1), mask)
                 video_logits.append(logits)
-        else:
-            visual, audio = self.visual_reads_audio(visual, mask, audio), self.audio_reads_visual(audio, mask, visual)
-            fused = 0.5 * (visual + audio)
-            for level in range(self.config.levels):
-                if level > 0:
-                    fused, mask = downsample(fused, mask)
-                fused = self.fused_stages[level](fused, mask)
-                stages.append(fused)
-                masks.append(mask)
+            stages.append(fused)
+            masks.append(mask)
         return stages, masks, video_logits
 
     def forward(self, visual_btd: torch.Tensor, audio_btd: torch.Tensor, mask_bt: torch.Tensor) -> EsgNetOutput:

@@ -4,8 +4,13 @@ Experts (each maps its input to a `hidden`-wide feature and has its own classifi
 
 - **structure**: the aligned 112x112 grayscale apex face crop, a small CNN;
 - **texture**: the compact onset->apex flow (u, v, strain) x 28 x 28, a small CNN;
-- **semantics**: a fixed text embedding of the caption and AU evidence (or, without the sentence
-  encoder, a vector of region motion statistics), an MLP.
+- **semantics** (motion semantics): the region motion statistics (computed from the flow) mapped
+  by an MLP into the sentence-embedding space (`embedding_dim`, 384 for all-MiniLM-L6-v2); its
+  feature is read from that embedding. During training the trainer pulls the embedding toward
+  the sentence embedding of the sample's Uni-MER caption and AU clauses (mertk.training.mer);
+  at test time it runs from the motion alone. Our reading of DEFT-LLM's "motion semantic
+  alignment". With `semantic_input = "sentence-embedding"` (the oracle setting, `--test-inputs
+  oracle-au`) the expert reads the caption + AU clauses embedding itself instead.
 
 Fusion: a gate network reads the concatenated expert features and outputs a softmax weight per
 expert; the fused logits are the gate-weighted sum of the experts' logits. The trainer adds an
@@ -21,15 +26,18 @@ from torch import nn
 
 EXPERTS = ("structure", "texture", "semantics")
 MODEL_NAME = "mer_gated_experts"
+SEMANTIC_INPUTS = ("motion", "sentence-embedding")
 
 
 @dataclass
 class MerModelConfig:
     num_classes: int
     experts: list[str] = field(default_factory=lambda: list(EXPERTS))
-    semantic_dim: int = 384
+    semantic_dim: int = 384  # width of the semantics expert's input
     hidden: int = 64
     dropout: float = 0.3
+    semantic_input: str = "sentence-embedding"  # or "motion" (region statistics -> embedding space)
+    embedding_dim: int = 384  # the sentence-embedding space a "motion" expert maps into
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,11 +110,33 @@ class SemanticsExpert(nn.Module):
         return self.body(semantic_bd)
 
 
+class MotionSemanticsExpert(nn.Module):
+    """Region motion statistics (batch, semantic_dim) -> a point of the sentence-embedding space
+    (batch, embedding_dim) -> (batch, hidden). The embedding is what the alignment loss pulls."""
+
+    def __init__(self, semantic_dim: int, embedding_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.to_embedding = nn.Sequential(
+            nn.LayerNorm(semantic_dim),
+            nn.Linear(semantic_dim, 4 * hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(4 * hidden, embedding_dim),
+        )
+        self.from_embedding = nn.Sequential(nn.Linear(embedding_dim, hidden), nn.ReLU(inplace=True))
+
+    def forward(self, motion_bd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(feature (batch, hidden), embedding (batch, embedding_dim))."""
+        embedding = self.to_embedding(motion_bd)
+        return self.from_embedding(embedding), embedding
+
+
 @dataclass
 class MerOutput:
     logits_bc: torch.Tensor  # fused
     expert_logits_ebc: torch.Tensor  # one row per active expert, in config order
     gate_be: torch.Tensor  # softmax gate weights, rows sum to 1
+    semantic_embedding_bd: torch.Tensor | None = None  # the motion expert's point in the sentence space
 
 
 class GatedExpertsModel(nn.Module):
@@ -120,8 +150,14 @@ class GatedExpertsModel(nn.Module):
         builders = {
             "structure": lambda: StructureExpert(hidden),
             "texture": lambda: TextureExpert(hidden),
-            "semantics": lambda: SemanticsExpert(config.semantic_dim, hidden, config.dropout),
+            "semantics": lambda: (
+                MotionSemanticsExpert(config.semantic_dim, config.embedding_dim, hidden, config.dropout)
+                if config.semantic_input == "motion"
+                else SemanticsExpert(config.semantic_dim, hidden, config.dropout)
+            ),
         }
+        if config.semantic_input not in SEMANTIC_INPUTS:
+            raise ValueError(f"semantic_input must be one of {', '.join(SEMANTIC_INPUTS)}; got {config.semantic_input!r}")
         self.experts = nn.ModuleDict({name: builders[name]() for name in config.experts})
         self.heads = nn.ModuleDict(
             {name: nn.Sequential(nn.Dropout(config.dropout), nn.Linear(hidden, config.num_classes)) for name in config.experts}
@@ -131,8 +167,31 @@ class GatedExpertsModel(nn.Module):
         )
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> MerOutput:
-        features = [self.experts[name](inputs[name]) for name in self.config.experts]
+        features, embedding = [], None
+        for name in self.config.experts:
+            output = self.experts[name](inputs[name])
+            if isinstance(self.experts[name], MotionSemanticsExpert):
+                output, embedding = output
+            features.append(output)
         expert_logits = torch.stack([self.heads[name](f) for name, f in zip(self.config.experts, features)])
         gate = torch.softmax(self.gate(torch.cat(features, dim=1)), dim=1)
         fused = torch.einsum("be,ebc->bc", gate, expert_logits)
-        return MerOutput(fused, expert_logits, gate)
+        return MerOutput(fused, expert_logits, gate, embedding)
+
+
+def load_mer_model(path) -> tuple[GatedExpertsModel, dict]:
+    """A trained model from a checkpoint written by `mertk train mer`, in eval mode, and the
+    checkpoint's whole record (model config, classes, protocol, test-time inputs, ...)."""
+    from dataclasses import fields
+
+    from mertk.models.checkpoint import ForeignCheckpointError, load_model_weights
+
+    state, record = load_model_weights(path, model=MODEL_NAME)
+    names = {f.name for f in fields(MerModelConfig)}
+    try:
+        model = GatedExpertsModel(MerModelConfig(**{k: v for k, v in record.items() if k in names}))
+        model.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise ForeignCheckpointError(f"{path}: its weights do not fit the model its header describes ({first})") from None
+    return model.eval(), record

@@ -21,6 +21,11 @@ video probability P[c] >= threshold (the usual HAN decision rule); threshold 0.5
 
 Model selection: after each epoch the val split is scored with mertk.metrics.avvp; the epoch with
 the highest mean of segment-level Type@AV and Event@AV is kept. Test figures come from that epoch.
+
+Output directory RUN: metrics.json, predictions.parquet (test split, avvp_prediction.v1) and
+_manifest.json, _report.html (learning curves, the 10 numbers, per-class F1 on test),
+checkpoints/parser.safetensors, _state/train.pt (resume), _throughput.json (timing: the one file
+that differs between identical runs), cache/.
 """
 from __future__ import annotations
 
@@ -35,13 +40,14 @@ import torch
 from mertk.models.avvp_parser import MODEL_NAME, HybridAttentionParser, ParserConfig
 from mertk.models.checkpoint import save_model_weights
 from mertk.shards.io import write_bytes_atomic, write_shard
-from mertk.shards.layout import STATE_DIR
+from mertk.shards.layout import REPORT_NAME, STATE_DIR
 from mertk.shards.manifest import write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.avvp_data import DenseTruth, PackedLlp, PseudoLabels, dense_truth, pack_llp, read_pseudo_labels
 from mertk.training.errors import TrainingError
-from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
+from mertk.training.loop import THROUGHPUT_NAME, LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.progress import training_progress
+from mertk.training.run_report import write_avvp_report
 
 PREDICTION_SCHEMA = load_schema("avvp_prediction", 1)
 STATE_KIND = "avvp"
@@ -236,6 +242,7 @@ def _train_avvp(config: AvvpTrainConfig, after_step: Callable[[int], None] | Non
                        config={**model_config.to_dict(), "features": config.features, "threshold": config.threshold})
 
     rows = matrices_to_rows(test.filenames, test_audio, test_visual)
+    per_class = _per_class_f1(test_audio, test_visual, test)
     predictions_path = out / "predictions.parquet"
     write_shard(PREDICTION_SCHEMA.table_from_rows(rows), predictions_path, PREDICTION_SCHEMA)
     seconds = loop.data_seconds + loop.compute_seconds
@@ -253,12 +260,12 @@ def _train_avvp(config: AvvpTrainConfig, after_step: Callable[[int], None] | Non
         "eval_label_defects": {"val": val.defects, "test": test.defects},
         "parameters": config.parameters(),
         "device": str(device),
-        "throughput": {
-            "samples_per_second": round(loop.samples_seen / seconds, 1) if seconds > 0 else None,
-            "data_wait_share": round(loop.data_seconds / seconds, 4) if seconds > 0 else None,
-            "note": "training steps of this process only (validation excluded)",
-        },
     }  # fmt: skip
+    timing = {
+        "samples_per_second": round(loop.samples_seen / seconds, 1) if seconds > 0 else None,
+        "data_wait_share": round(loop.data_seconds / seconds, 4) if seconds > 0 else None,
+        "note": "training steps of this process only (validation excluded)",
+    }
     write_single_output_manifest(
         out, PREDICTION_SCHEMA, predictions_path, command="mertk train avvp",
         parameters={**config.parameters(), "llp": str(config.llp), "split": "test"},
@@ -267,4 +274,25 @@ def _train_avvp(config: AvvpTrainConfig, after_step: Callable[[int], None] | Non
         extra_versions=("torch",),
     )  # fmt: skip
     write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
-    return metrics
+    write_bytes_atomic(out / THROUGHPUT_NAME, (json.dumps(timing, indent=2, sort_keys=True) + "\n").encode())
+    write_avvp_report(out / REPORT_NAME, metrics, per_class)
+    return {**metrics, "throughput": timing}
+
+
+def _per_class_f1(audio_v_c_t: np.ndarray, visual_v_c_t: np.ndarray, truth: DenseTruth) -> dict[str, dict[str, Any]]:
+    """Segment-level F1 per class and modality on test; a class neither true nor predicted is absent (F1 undefined)."""
+    from mertk.corpora.llp_annotations import LLP_CLASSES
+    from mertk.metrics.avvp import per_class_segment_scores
+
+    scores = {"audio": per_class_segment_scores(audio_v_c_t, truth.audio_v_c_t), "visual": per_class_segment_scores(visual_v_c_t, truth.visual_v_c_t)}
+    per_class: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(LLP_CLASSES):
+        item: dict[str, Any] = {"support": int(scores["audio"].support[index] + scores["visual"].support[index])}
+        for modality, score in scores.items():
+            f1 = float(score.f1[index])
+            undefined = bool(np.isnan(f1))
+            item[modality] = 0.0 if undefined else f1
+            item[f"support_{modality}"] = int(score.support[index])
+            item[f"predicted_{modality}"] = 0 if undefined else 1  # F1 is undefined only when nothing is true or predicted
+        per_class[name] = item
+    return per_class

@@ -24,7 +24,8 @@ from mertk.corpora.llp_annotations import LLP_CLASS_INDEX, NUM_CLASSES, NUM_SEGM
 from mertk.corpora.llp_features import FeatureFileError, feature_layout, read_llp_videos, read_segment_embeddings
 from mertk.shards.io import write_bytes_atomic
 from mertk.shards.layout import MANIFEST_NAME
-from mertk.shards.manifest import Manifest, Rejection
+from mertk.shards.dataset import has_manifest, open_shards
+from mertk.shards.manifest import Rejection
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 
@@ -173,12 +174,10 @@ def read_pseudo_labels(directory: Path | str, packed: PackedLlp, split: str = "t
     import pyarrow.parquet as pq
 
     directory = Path(directory)
-    manifest_path = directory / MANIFEST_NAME
-    if not manifest_path.is_file():
+    if not has_manifest(directory):
         raise AvvpDataError(f"--labels {directory}: no {MANIFEST_NAME}; point to the output directory of `mertk migrate-labels` (or say none)")
-    manifest = Manifest.load(manifest_path)
-    if manifest.schema != PSEUDO_SCHEMA.key:
-        raise AvvpDataError(f"{manifest_path}: holds {manifest.schema} shards, the AVVP trainer reads {PSEUDO_SCHEMA.key}")
+    # manifest, schema and every shard's hash, as `mertk validate` checks them
+    dataset = open_shards(directory, PSEUDO_SCHEMA.name, (PSEUDO_SCHEMA.version,), produced_by="`mertk migrate-labels`")
     videos = len(packed.filenames)
     hard = np.zeros((videos, 2, NUM_SEGMENTS, NUM_CLASSES), dtype=np.float32)
     soft = np.zeros_like(hard)
@@ -186,8 +185,7 @@ def read_pseudo_labels(directory: Path | str, packed: PackedLlp, split: str = "t
     row_of = {name: i for i, name in enumerate(packed.filenames) if packed.splits[i] == split}
     unmatched: set[str] = set()
     digest = hashlib.sha256()
-    for shard in manifest.shards:
-        path = directory / shard["path"]
+    for shard, path in zip(dataset.manifest.shards, dataset.shard_paths):
         digest.update(shard["sha256"].encode())
         try:
             table = pq.read_table(path, columns=["filename", "split", "modality", "segment", "labels", "scores"])

@@ -36,14 +36,20 @@ class DeviceError(TrainingError):
     """The requested device is not available."""
 
 
+DEVICES = ("auto", "cpu", "cuda")
+# RUN/_throughput.json: a trainer's timing figures, kept out of metrics.json so that identical runs
+# write identical files everywhere else
+THROUGHPUT_NAME = "_throughput.json"
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` -> cuda when available, else cpu; `cuda` without a GPU is a clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceError("--device cuda was asked for, but torch sees no CUDA device (use --device cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise DeviceError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if name not in DEVICES:
+        raise DeviceError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
     return torch.device(name)
 
 

@@ -3,20 +3,51 @@
 One fold per subject: a fresh model (initialised from seed and fold index) is trained on every
 other subject and predicts the held-out one. UF1/UAR are computed once over the pooled
 predictions of all folds (mertk.metrics.mer), as the protocol asks; per-fold figures and the mean
-gate weight per expert are reported beside them.
+gate weight per expert are reported beside them, and per dataset where the protocol pools several
+corpora. `final=True` (`--final`) trains one model on every subject instead, for `mertk predict
+mer` on new clips. Cross-corpus (`train_on` + `test_on`, e.g. samm,smic -> casme2): one fold,
+named `<train>-to-<test>`, holds out every sample of the test datasets.
 
-Loss: cross-entropy of the fused logits + `expert_loss_weight` x the mean cross-entropy of each
-expert's own logits; both class-weighted by inverse training-fold frequency (CASME II is heavily
-imbalanced and UF1/UAR weigh every class alike). Augmentation: horizontal flip of face and flow
-(the flow's u component changes sign) with probability 0.5.
+Protocols (class set, where a sample's class comes from) are mertk.training.mer_protocols';
+a sample without a class under the chosen protocol is a recorded rejection.
+
+Test-time inputs (`test_inputs`, recorded in metrics.json and in every checkpoint):
+
+- `video` (default): a held-out sample contributes its video alone: the apex face crop
+  (structure), the onset->apex flow (texture) and the region motion statistics measured on that
+  flow (motion semantics). Its labels, AU codes and label-constrained caption are never read
+  for it: they are training targets of the other folds only (mer_data.Annotations).
+- `oracle-au` (ORACLE, for measuring only): the semantics expert reads the sentence embedding of
+  the sample's caption + AU clauses, for held-out samples too, as the model did before. AU codes
+  are made by human coders next to the emotion label; no benchmark gives them at test time.
+
+Loss of a batch (y = class, e = the motion-semantics expert's point in the sentence space,
+t = MiniLM embedding of the sample's Uni-MER caption + AU clauses, both unit-normalised):
+
+    L = CE_w(fused logits, y) + expert_loss_weight * mean over experts CE_w(expert logits, y)
+      + align_weight * [ mean_i (1 - cos(e_i, t_i))                                  (cosine)
+                         + mean_i -log( sum_{j: t_j = t_i} exp(cos(e_i, t_j) / tau)
+                                        / sum_j exp(cos(e_i, t_j) / tau) ) ]        (batch contrastive)
+
+CE_w is class-weighted by inverse training-fold frequency (CASME II is heavily imbalanced and
+UF1/UAR weigh every class alike). The alignment term (our reading of DEFT-LLM's motion semantic
+alignment) needs the sentence encoder and the `video` setting; the contrastive part counts every
+sample with the same text as a positive (many captions are identical). tau = ALIGN_TEMPERATURE.
+Augmentation: horizontal flip of face and flow (the flow's u component changes sign) with
+probability 0.5; the region statistics are not flipped (their alignment target names a side).
 
 Output directory RUN:
-  metrics.json          pooled + per-fold UF1/UAR, gate weights, ablation-ready parameters, throughput
+  metrics.json          pooled, per-dataset and per-fold UF1/UAR, gate weights, test-time inputs,
+                        parameters; megc2019: which listed samples the directory lacks
   predictions.parquet   mer_prediction.v1 (one row per sample, held-out fold's prediction), _manifest.json
   confusion.png         pooled confusion matrix
-  checkpoints/fold-<subject>.safetensors   final weights of each fold (mertk header)
-  _state/               fold results and the training state of the running fold (resume)
-  cache/                packed inputs and text embeddings (unless --cache-dir)
+  _report.html          learning curves, confusion, per-class, per-subject and gate figures
+  checkpoints/fold-<subject>.safetensors   final weights of each fold (mertk header: what it was
+                        trained on and the inputs it needs); checkpoints/final.safetensors with --final
+  _state/               fold results (with the SHA-256 of their checkpoint: a re-run retrains a fold
+                        whose checkpoint is damaged) and the training state of the running fold
+  _throughput.json      samples per second of this process (the one file that differs between runs)
+  cache/                packed inputs and sentence embeddings (unless --cache-dir)
 """
 from __future__ import annotations
 
@@ -29,28 +60,34 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mertk.console import console
+from mertk.errors import ResumeMismatchError
 from mertk.models.checkpoint import save_model_weights
 from mertk.models.mer_experts import EXPERTS, MODEL_NAME, GatedExpertsModel, MerModelConfig
-from mertk.shards.io import write_bytes_atomic, write_shard
-from mertk.errors import ResumeMismatchError
+from mertk.shards.io import file_sha256, write_bytes_atomic
 from mertk.shards.layout import STATE_DIR
-from mertk.shards.manifest import Rejection, write_single_output_manifest
-from mertk.shards.schema import load_schema
+from mertk.shards.manifest import Rejection
 from mertk.training.errors import TrainingError
-from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
+from mertk.training.loop import THROUGHPUT_NAME, LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.mer_data import (
-    PROTOCOL_CLASSES,
-    PROTOCOL_COLUMN,
+    ORACLE_COLUMNS,
+    ORACLE_INPUTS,
+    TEST_INPUTS,
+    VIDEO_COLUMNS,
     PackedMer,
     fold_subjects,
+    model_input_arrays,
     pack_unimer,
     resolve_semantic_encoder,
-    semantic_embeddings,
+    sentence_embeddings,
 )
+from mertk.training.mer_outputs import write_final_outputs, write_loso_outputs
+from mertk.training.mer_protocols import PROTOCOL_NAMES, MerProtocol, cross_corpus_fold, protocol_by_name, sample_folds
 from mertk.training.progress import TrainingProgress, training_progress
 
-PREDICTION_SCHEMA = load_schema("mer_prediction", 1)
 STATE_KIND = "mer"
+ALIGN_TEMPERATURE = 0.1
+FINAL_NAME = "final"  # checkpoints/final.safetensors, _state/final.json
 
 
 @dataclass
@@ -66,6 +103,9 @@ class MerTrainConfig:
     hidden: int = 64
     dropout: float = 0.3
     expert_loss_weight: float = 0.5
+    align_weight: float = 1.0  # 0: the motion-semantics expert learns from the class labels alone
+    test_inputs: str = "video"  # or "oracle-au" (an oracle: coded AUs of held-out samples are read)
+    final: bool = False  # one model on every subject (no held-out fold)
     class_weighting: bool = True
     augment: bool = True
     semantic_encoder: str = "auto"
@@ -90,40 +130,75 @@ class MerTrainingError(TrainingError):
 
 @dataclass
 class _Inputs:
-    """The packed inputs of the protocol's samples, as tensors on the training device."""
+    """The model inputs of the protocol's samples, as tensors on the training device.
+
+    `tensors` hold what the model reads (for `video`, made from VideoInputs alone); `targets_nd`
+    (sentence embeddings of caption + AU clauses) is read for training rows only, by the loss."""
 
     tensors: dict[str, torch.Tensor]  # expert name -> (n, ...)
+    targets_nd: torch.Tensor | None
     labels_n: torch.Tensor
     subjects: list[str]
+    folds: list[str]  # the fold that holds each sample out (mer_protocols.sample_folds)
     index: np.ndarray  # row of each sample in the PackedMer
 
 
-def _select_inputs(packed: PackedMer, config: MerTrainConfig, device: torch.device, semantics_nd: np.ndarray) -> tuple[_Inputs, list[Rejection]]:
-    classes = PROTOCOL_CLASSES[config.protocol]
-    column = PROTOCOL_COLUMN[config.protocol]
+@dataclass
+class SemanticSetup:
+    """How the semantics expert is fed and taught, resolved once per run (recorded everywhere)."""
+
+    encoder: str  # minilm | region-stats | unused
+    semantic_input: str  # motion | sentence-embedding (oracle)
+    aligned: bool
+
+    def describe(self, config: MerTrainConfig) -> dict[str, Any]:
+        oracle = config.test_inputs == ORACLE_INPUTS
+        held_out = [f"{column} ({expert})" for expert in config.experts for column in VIDEO_COLUMNS[expert]]
+        if oracle and "semantics" in config.experts:
+            held_out = [item for item in held_out if not item.endswith("(semantics)")]
+            held_out += [f"{column} (semantics, ORACLE: coded AUs)" for column in ORACLE_COLUMNS]
+        return {
+            "setting": config.test_inputs,
+            "oracle": oracle,
+            "held_out_sample_inputs": held_out,
+            "training_only": ["emotion class"] + (["caption + AU clauses (alignment target)"] if self.aligned else []),
+            "alignment": f"cosine + batch contrastive, weight {config.align_weight}, tau {ALIGN_TEMPERATURE}" if self.aligned else "off",
+        }
+
+
+def resolve_semantics(config: MerTrainConfig) -> SemanticSetup:
+    if "semantics" not in config.experts:
+        return SemanticSetup("unused", "motion", False)
+    encoder = resolve_semantic_encoder(config.semantic_encoder)
+    if config.test_inputs == ORACLE_INPUTS:
+        if encoder != "minilm":
+            raise MerTrainingError("--test-inputs oracle-au reads the caption + AU clauses through the sentence encoder; it needs --semantic-encoder minilm")
+        return SemanticSetup(encoder, "sentence-embedding", False)
+    return SemanticSetup(encoder, "motion", encoder == "minilm" and config.align_weight > 0)
+
+
+def _select_inputs(packed: PackedMer, config: MerTrainConfig, protocol: MerProtocol, semantics: SemanticSetup, device: torch.device, cache_dir: Path) -> tuple[_Inputs, list[Rejection]]:
     keep, rejections = [], []
     cross = set(config.train_on) | set(config.test_on)
-    for row, label in enumerate(packed.labels[column]):
+    for row, label in enumerate(packed.annotations.labels[protocol.label_column]):
         if cross and packed.datasets[row] not in cross:
             rejections.append(Rejection(input=packed.sample_ids[row], reason=f"dataset {packed.datasets[row]} is in neither --train-on nor --test-on"))
-        elif label is None and config.protocol == "megc2019":
-            rejections.append(Rejection(input=packed.sample_ids[row], reason="not in the MEGC2019 composite list"))
-        elif label is None:
-            rejections.append(
-                Rejection(input=packed.sample_ids[row], reason=f"emotion {packed.emotions[row]!r} is not in the {config.protocol} protocol")
-            )
+        elif label is None or not protocol.accepts_dataset(packed.datasets[row]):
+            rejections.append(Rejection(input=packed.sample_ids[row], reason=protocol.rejection_reason(packed.annotations.emotions[row])))
         else:
             keep.append(row)
     index = np.asarray(keep, dtype=np.int64)
-    tensors = {
-        "structure": torch.from_numpy(packed.faces_n1hw[index].astype(np.float32) / 255.0),
-        "texture": torch.from_numpy(packed.flow_n3hw[index]),
-        "semantics": torch.from_numpy(semantics_nd[index]),
-    }
+    needs_text = semantics.aligned or semantics.semantic_input == "sentence-embedding"
+    text_nd = sentence_embeddings(packed.annotations.texts, cache_dir) if needs_text else None
+    oracle = text_nd if semantics.semantic_input == "sentence-embedding" else None
+    arrays = model_input_arrays(packed.video, index, config.experts, semantics.semantic_input, oracle)
     # packed once, moved to the device once: a batch is an index_select, no per-sample I/O
-    tensors = {name: tensors[name].contiguous().to(device) for name in config.experts}
-    labels = torch.tensor([classes.index(packed.labels[column][row]) for row in keep], dtype=torch.long, device=device)
-    return _Inputs(tensors, labels, [packed.subjects[row] for row in keep], index), rejections
+    tensors = {name: torch.from_numpy(array).to(device) for name, array in arrays.items()}
+    targets = torch.from_numpy(np.ascontiguousarray(text_nd[index])).to(device) if semantics.aligned else None
+    labels = torch.tensor([protocol.classes.index(packed.annotations.labels[protocol.label_column][row]) for row in keep], dtype=torch.long, device=device)
+    subjects = [packed.subjects[row] for row in keep]
+    folds = sample_folds(subjects, [packed.datasets[row] for row in keep], config.train_on, config.test_on, f"{config.unimer_dir}: {protocol.name}")
+    return _Inputs(tensors, targets, labels, subjects, folds, index), rejections
 
 
 def _class_weights(labels_n: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -131,6 +206,18 @@ def _class_weights(labels_n: torch.Tensor, num_classes: int) -> torch.Tensor:
     present = (counts > 0).sum().clamp_min(1)
     weights = torch.where(counts > 0, counts.sum() / (present * counts.clamp_min(1)), torch.zeros_like(counts))
     return weights
+
+
+def alignment_loss(embedding_bd: torch.Tensor, target_bd: torch.Tensor, temperature: float = ALIGN_TEMPERATURE) -> torch.Tensor:
+    """Cosine + batch-contrastive alignment of the expert's embeddings to the sentence embeddings
+    (the module docstring's formula); samples with the same target text are each other's positives."""
+    e = F.normalize(embedding_bd, dim=1)
+    t = F.normalize(target_bd, dim=1)
+    cosine = (1.0 - (e * t).sum(dim=1)).mean()
+    logits = e @ t.T / temperature
+    positive = (t @ t.T) > 1.0 - 1e-5
+    contrastive = -(torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=1) - torch.logsumexp(logits, dim=1)).mean()
+    return cosine + contrastive
 
 
 def _augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -150,25 +237,52 @@ def _augment(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _fold_fingerprint(config: MerTrainConfig, data_key: str, subject: str, encoder: str) -> dict[str, Any]:
-    return {"parameters": config.parameters(), "data": data_key, "fold": subject, "encoder": encoder}
+def _fold_fingerprint(config: MerTrainConfig, data_key: str, subject: str, semantics: SemanticSetup) -> dict[str, Any]:
+    return {"parameters": config.parameters(), "data": data_key, "fold": subject, "encoder": semantics.encoder}
 
 
 def train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train and evaluate under LOSO; write RUN's outputs; return the metrics dict (as in metrics.json)."""
+    """Train and evaluate under LOSO (or train the final model); write RUN's outputs; return the metrics dict."""
     with deterministic_kernels(resolve_device(config.device), config.threads):
         return _train_mer(config, after_step)
 
 
-def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None) -> dict[str, Any]:
-    if config.protocol not in PROTOCOL_CLASSES:
-        raise MerTrainingError(f"unknown protocol {config.protocol!r}; use {', '.join(PROTOCOL_CLASSES)}")
-    if bool(config.train_on) != bool(config.test_on) or set(config.train_on) & set(config.test_on):
-        raise MerTrainingError("the cross-corpus protocol needs --train-on and --test-on, naming different datasets")
+def _check_config(config: MerTrainConfig) -> MerProtocol:
+    if config.protocol not in PROTOCOL_NAMES:
+        raise MerTrainingError(f"unknown protocol {config.protocol!r}; use one of {', '.join(PROTOCOL_NAMES)}")
     unknown = [e for e in config.experts if e not in EXPERTS]
     if unknown or not config.experts:
         raise MerTrainingError(f"--experts takes a comma-separated subset of {','.join(EXPERTS)}; got {','.join(config.experts) or 'nothing'}")
+    if config.test_inputs not in TEST_INPUTS:
+        raise MerTrainingError(f"unknown --test-inputs {config.test_inputs!r}; use one of {', '.join(TEST_INPUTS)}")
+    if bool(config.train_on) != bool(config.test_on) or set(config.train_on) & set(config.test_on):
+        raise MerTrainingError("the cross-corpus protocol needs --train-on and --test-on, naming different datasets")
+    if config.final and config.train_on:
+        raise MerTrainingError("--final trains on every subject; the cross-corpus fold's model is checkpoints/fold-<train>-to-<test>")
     config.experts = [e for e in EXPERTS if e in config.experts]  # canonical order
+    return protocol_by_name(config.protocol)
+
+
+@dataclass
+class _Run:
+    """What every fold of one run shares."""
+
+    config: MerTrainConfig
+    protocol: MerProtocol
+    packed: PackedMer
+    inputs: _Inputs
+    semantics: SemanticSetup
+    device: torch.device
+    progress: TrainingProgress
+    after_step: Callable[[int], None] | None
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+
+def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None) -> dict[str, Any]:
+    protocol = _check_config(config)
     device = resolve_device(config.device)
     out = Path(config.out)
     state_dir = out / STATE_DIR
@@ -176,64 +290,115 @@ def _train_mer(config: MerTrainConfig, after_step: Callable[[int], None] | None)
     cache_dir = Path(config.cache_dir) if config.cache_dir is not None else out / "cache"
 
     packed = pack_unimer(config.unimer_dir, cache_dir)
-    encoder = resolve_semantic_encoder(config.semantic_encoder) if "semantics" in config.experts else "unused"
-    semantics = semantic_embeddings(packed, encoder, cache_dir) if "semantics" in config.experts else np.zeros((len(packed.sample_ids), 1), np.float32)
-    inputs, protocol_rejections = _select_inputs(packed, config, device, semantics)
-    classes = PROTOCOL_CLASSES[config.protocol]
-    if config.train_on:  # one fold: every test-dataset sample is held out
-        datasets = np.asarray([packed.datasets[row] for row in inputs.index])
-        fold = f"{'+'.join(config.train_on)}-to-{'+'.join(config.test_on)}"
-        for role, names in (("--train-on", config.train_on), ("--test-on", config.test_on)):
-            if not np.isin(datasets, names).any():
-                raise MerTrainingError(f"{config.unimer_dir}: no {config.protocol} samples of {', '.join(names)} ({role})")
-        subjects, subject_array = [fold], np.where(np.isin(datasets, config.test_on), fold, "train")
-    else:
-        subjects = fold_subjects(inputs.subjects)
-        if len(subjects) < 2:
-            raise MerTrainingError(f"{config.unimer_dir}: leave-one-subject-out needs at least two subjects, found {len(subjects)}")
-        subject_array = np.asarray(inputs.subjects)
+    semantics = resolve_semantics(config)
+    inputs, protocol_rejections = _select_inputs(packed, config, protocol, semantics, device, cache_dir)
+    subjects = [cross_corpus_fold(config.train_on, config.test_on)] if config.train_on else fold_subjects(inputs.subjects)
+    if len(subjects) < 2 and not config.final and not config.train_on:
+        raise MerTrainingError(f"{config.unimer_dir}: leave-one-subject-out needs at least two subjects, found {len(subjects)}")
 
-    fold_results: list[dict[str, Any]] = []
     throughput = {"samples": 0, "data_seconds": 0.0, "compute_seconds": 0.0}
     with training_progress(config.progress) as progress:
-        for fold_index, subject in enumerate(subjects):
-            result_path = state_dir / f"fold-{subject}.json"
-            fingerprint = _fold_fingerprint(config, packed.key, subject, encoder)
-            if result_path.is_file():
-                stored = json.loads(result_path.read_text(encoding="utf-8"))
-                if stored.get("fingerprint") != fingerprint:
-                    raise ResumeMismatchError(f"{out} holds folds of a run with other parameters; use another --out or delete it")
-                fold_results.append(stored)
+        run = _Run(config, protocol, packed, inputs, semantics, device, progress, after_step)
+        parts = [FINAL_NAME] if config.final else subjects
+        results: list[dict[str, Any]] = []
+        for fold_index, part in enumerate(parts):
+            stored = _finished_part(run, part)
+            if stored is not None:
+                results.append(stored)
                 continue
-            progress.set_description(f"fold {fold_index + 1}/{len(subjects)} ({subject})")
-            result, loop = _train_fold(config, inputs, subject_array, subject, fold_index, fingerprint, device, classes, encoder, progress, after_step, semantics.shape[1])
+            progress.set_description("final model, all subjects" if config.final else f"fold {fold_index + 1}/{len(subjects)} ({part})")
+            result, loop = _train_part(run, part, fold_index)
             throughput["samples"] += loop.samples_seen
             throughput["data_seconds"] += loop.data_seconds
             throughput["compute_seconds"] += loop.compute_seconds
-            write_bytes_atomic(result_path, json.dumps(result, sort_keys=True).encode())
-            (state_dir / f"fold-{subject}.pt").unlink(missing_ok=True)
-            fold_results.append(result)
-            progress.set_metric("UF1 of folds so far", _pooled_uf1(fold_results, inputs, classes))
+            write_bytes_atomic(state_dir / f"fold-{part}.json", json.dumps(result, sort_keys=True).encode())
+            (state_dir / f"fold-{part}.pt").unlink(missing_ok=True)
+            results.append(result)
+            if not config.final:
+                progress.set_metric("UF1 of folds so far", _pooled_uf1(results, inputs, protocol.classes))
 
-    return _write_outputs(config, packed, inputs, classes, fold_results, protocol_rejections, encoder, device, throughput)
+    seconds = throughput["data_seconds"] + throughput["compute_seconds"]
+    timing = {
+        "samples_per_second": round(throughput["samples"] / seconds, 1) if seconds > 0 else None,
+        "data_wait_share": round(throughput["data_seconds"] / seconds, 4) if seconds > 0 else None,
+        "note": "this process only (folds resumed from disk are not counted)",
+    }
+    write_bytes_atomic(out / THROUGHPUT_NAME, (json.dumps(timing, indent=2, sort_keys=True) + "\n").encode())
+    if config.final:
+        metrics = write_final_outputs(run, results[0])
+    else:
+        metrics = write_loso_outputs(run, results, protocol_rejections)
+    return {**metrics, "throughput": timing}
 
 
-def _train_fold(config, inputs: _Inputs, subject_array, subject, fold_index, fingerprint, device, classes, encoder, progress: TrainingProgress, after_step, semantic_dim):
-    train_rows = torch.from_numpy(np.nonzero(subject_array != subject)[0])
-    test_rows = torch.from_numpy(np.nonzero(subject_array == subject)[0])
+def _finished_part(run: _Run, part: str) -> dict[str, Any] | None:
+    """The stored result of a finished fold, after checking that its checkpoint is the one it wrote.
+
+    A fold whose checkpoint is missing or damaged is trained again (same seed: same weights)."""
+    result_path = run.out / STATE_DIR / f"fold-{part}.json"
+    if not result_path.is_file():
+        return None
+    try:
+        stored = json.loads(result_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        console.print(f"{result_path}: unreadable fold result; training fold {part} again", highlight=False, soft_wrap=True)
+        return None
+    if stored.get("fingerprint") != _fold_fingerprint(run.config, run.packed.key, part, run.semantics):
+        raise ResumeMismatchError(f"{run.out} holds folds of a run with other parameters; use another --out or delete it")
+    checkpoint = run.out / stored.get("checkpoint", "")
+    if not checkpoint.is_file() or file_sha256(checkpoint) != stored.get("checkpoint_sha256"):
+        what = "missing" if not checkpoint.is_file() else "damaged (its content differs from what this run wrote)"
+        console.print(f"{checkpoint}: {what}; training {'the final model' if part == FINAL_NAME else f'fold {part}'} again", highlight=False, soft_wrap=True)
+        return None
+    return stored
+
+
+def checkpoint_record(run: _Run, part: str, fold_seed: int, training_subjects: list[str]) -> dict[str, Any]:
+    """What a checkpoint says about itself beside the model config: what it was trained on and what it needs."""
+    config = run.config
+    needs = {expert: list(VIDEO_COLUMNS[expert]) for expert in config.experts}
+    if run.semantics.semantic_input == "sentence-embedding" and "semantics" in needs:
+        needs["semantics"] = list(ORACLE_COLUMNS)
+    return {
+        "classes": list(run.protocol.classes),
+        "protocol": run.protocol.name,
+        "label_column": run.protocol.label_column,
+        "cross_corpus": {"train_on": list(config.train_on), "test_on": list(config.test_on)} if config.train_on else None,
+        "held_out": None if part == FINAL_NAME else part,
+        "training_subjects": training_subjects,
+        "datasets": sorted(set(run.packed.datasets)),
+        "data_key": run.packed.key,
+        "seed": config.seed,
+        "fold_seed": fold_seed,
+        "test_inputs": config.test_inputs,
+        "oracle": config.test_inputs == ORACLE_INPUTS,
+        "inputs": needs,
+        "semantic_encoder": run.semantics.encoder,
+        "alignment": run.semantics.aligned,
+    }
+
+
+def _train_part(run: _Run, part: str, fold_index: int):
+    config, inputs, device, classes = run.config, run.inputs, run.device, run.protocol.classes
+    fold_array = np.asarray(inputs.folds)
+    held_out = part != FINAL_NAME
+    train_rows = torch.from_numpy(np.nonzero(fold_array != part)[0] if held_out else np.arange(len(fold_array)))
+    test_rows = torch.from_numpy(np.nonzero(fold_array == part)[0]) if held_out else torch.zeros(0, dtype=torch.long)
     seed = config.seed * 1009 + fold_index
     seed_everything(seed)
-    model_config = MerModelConfig(len(classes), list(config.experts), semantic_dim, config.hidden, config.dropout)
+    semantic_dim = inputs.tensors["semantics"].shape[1] if "semantics" in inputs.tensors else 1
+    model_config = MerModelConfig(len(classes), list(config.experts), semantic_dim, config.hidden, config.dropout, run.semantics.semantic_input)
     model = GatedExpertsModel(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     weights = _class_weights(inputs.labels_n[train_rows.to(device)], len(classes)).to(device) if config.class_weighting else None
 
-    def fetch(positions: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def fetch(positions: torch.Tensor):
         rows = train_rows[positions].to(device)
-        return {name: t.index_select(0, rows) for name, t in inputs.tensors.items()}, inputs.labels_n.index_select(0, rows)
+        targets = inputs.targets_nd.index_select(0, rows) if inputs.targets_nd is not None else None
+        return {name: t.index_select(0, rows) for name, t in inputs.tensors.items()}, inputs.labels_n.index_select(0, rows), targets
 
     def step(batch) -> float:
-        features, labels = batch
+        features, labels, targets = batch
         if config.augment:
             features = _augment(features)
         output = model(features)
@@ -241,172 +406,54 @@ def _train_fold(config, inputs: _Inputs, subject_array, subject, fold_index, fin
         if config.expert_loss_weight > 0 and len(config.experts) > 1:
             expert_losses = [F.cross_entropy(logits, labels, weight=weights) for logits in output.expert_logits_ebc]
             loss = loss + config.expert_loss_weight * torch.stack(expert_losses).mean()
+        if targets is not None and output.semantic_embedding_bd is not None:
+            loss = loss + config.align_weight * alignment_loss(output.semantic_embedding_bd, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         return float(loss.detach())
 
-    spec = LoopSpec(
-        model=model,
-        optimizer=optimizer,
-        n_items=len(train_rows),
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        seed=seed,
-        fetch_batch=fetch,
-        train_step=step,
-        state_path=Path(config.out) / STATE_DIR / f"fold-{subject}.pt",
-        state_kind=STATE_KIND,
-        fingerprint=fingerprint,
-        checkpoint_every=config.checkpoint_every,
-        after_step=after_step,
-    )
-    loop = run_loop(spec, progress)
+    def predict(rows: torch.Tensor):
+        with evaluation_mode(model):
+            rows = rows.to(device)
+            output = model({name: t.index_select(0, rows) for name, t in inputs.tensors.items()})
+            return torch.softmax(output.logits_bc, dim=1).cpu().numpy(), output.gate_be.cpu().numpy()
 
-    with evaluation_mode(model):
-        rows = test_rows.to(device)
-        output = model({name: t.index_select(0, rows) for name, t in inputs.tensors.items()})
-        probabilities = torch.softmax(output.logits_bc, dim=1).cpu().numpy()
-        gates = output.gate_be.cpu().numpy()
+    def end_of_epoch(epoch: int) -> dict[str, float]:
+        # monitoring only (no model selection): accuracy on the held-out subject after this epoch
+        if not held_out:
+            return {}
+        probabilities, _ = predict(test_rows)
+        correct = probabilities.argmax(axis=1) == inputs.labels_n[test_rows.to(device)].cpu().numpy()
+        return {"held_out_accuracy": round(float(correct.mean()), 4)}
+
+    spec = LoopSpec(
+        model=model, optimizer=optimizer, n_items=len(train_rows), batch_size=config.batch_size, epochs=config.epochs,
+        seed=seed, fetch_batch=fetch, train_step=step, end_of_epoch=end_of_epoch,
+        state_path=run.out / STATE_DIR / f"fold-{part}.pt", state_kind=STATE_KIND,
+        fingerprint=_fold_fingerprint(config, run.packed.key, part, run.semantics),
+        checkpoint_every=config.checkpoint_every, after_step=run.after_step,
+    )  # fmt: skip
+    loop = run_loop(spec, run.progress)
+
+    probabilities, gates = predict(test_rows if held_out else train_rows)
+    training_subjects = sorted(set(np.asarray(inputs.subjects)[train_rows.numpy()].tolist()))
+    checkpoint = Path("checkpoints") / f"{'final' if not held_out else 'fold-' + part}.safetensors"
     save_model_weights(
-        Path(config.out) / "checkpoints" / f"fold-{subject}.safetensors",
-        model.state_dict(),
-        model=MODEL_NAME,
-        config={**model_config.to_dict(), "classes": list(classes), "protocol": config.protocol, "held_out": subject, "semantic_encoder": encoder},
-    )
+        run.out / checkpoint, model.state_dict(), model=MODEL_NAME,
+        config={**model_config.to_dict(), **checkpoint_record(run, part, seed, training_subjects)},
+    )  # fmt: skip
     result = {
-        "fingerprint": fingerprint,
-        "subject": subject,
-        "rows": test_rows.tolist(),
-        "probabilities": probabilities.round(6).tolist(),
+        "fingerprint": spec.fingerprint,
+        "subject": part,
+        "rows": test_rows.tolist() if held_out else [],
+        "probabilities": probabilities.round(6).tolist() if held_out else [],
         "gates": gates.round(6).tolist(),
-        "final_train_loss": loop.history[-1]["train_loss"] if loop.history else None,
+        "history": loop.history,
+        "checkpoint": checkpoint.as_posix(),
+        "checkpoint_sha256": file_sha256(run.out / checkpoint),
     }
     return result, loop
-
-
-def _write_outputs(config, packed: PackedMer, inputs: _Inputs, classes, fold_results, protocol_rejections, encoder, device, throughput) -> dict[str, Any]:
-    from mertk.metrics.mer import confusion_matrix, mer_scores
-
-    out = Path(config.out)
-    n = len(inputs.subjects)
-    probabilities = np.zeros((n, len(classes)), dtype=np.float32)
-    gates = np.zeros((n, len(config.experts)), dtype=np.float32)
-    held_out = [""] * n
-    for result in fold_results:
-        rows = np.asarray(result["rows"], dtype=np.int64)
-        probabilities[rows] = np.asarray(result["probabilities"], dtype=np.float32)
-        gates[rows] = np.asarray(result["gates"], dtype=np.float32)
-        for row in rows:
-            held_out[row] = result["subject"]
-    predicted = probabilities.argmax(axis=1)
-    labels = inputs.labels_n.cpu().numpy()
-    label_names = [classes[i] for i in labels]
-    predicted_names = [classes[i] for i in predicted]
-
-    evaluated = [i for i in range(n) if held_out[i]]  # all under LOSO; the test datasets' rows cross-corpus
-    if len(evaluated) < n:
-        label_names, predicted_names = [label_names[i] for i in evaluated], [predicted_names[i] for i in evaluated]
-        labels, probabilities, gates, held_out = labels[evaluated], probabilities[evaluated], gates[evaluated], [held_out[i] for i in evaluated]
-        inputs = _Inputs(inputs.tensors, inputs.labels_n, [inputs.subjects[i] for i in evaluated], inputs.index[evaluated])
-        fold_results = [{**r, "rows": list(range(len(evaluated)))} for r in fold_results]
-        n = len(evaluated)
-    pooled = mer_scores(label_names, predicted_names, classes)
-    per_dataset = {}
-    for dataset in sorted({packed.datasets[row] for row in inputs.index}):
-        rows = [i for i in range(n) if packed.datasets[inputs.index[i]] == dataset]
-        scores = mer_scores([label_names[i] for i in rows], [predicted_names[i] for i in rows], classes)
-        per_dataset[dataset] = {"uf1": scores["uf1"], "uar": scores["uar"], "samples": len(rows)}
-    folds = []
-    for result in fold_results:
-        rows = np.asarray(result["rows"], dtype=np.int64)
-        # per fold, classes absent from the held-out subject (and never predicted) are skipped
-        scores = mer_scores([label_names[r] for r in rows], [predicted_names[r] for r in rows], classes, skip_absent=True)
-        folds.append(
-            {
-                "subject": result["subject"],
-                "samples": int(len(rows)),
-                "uf1": scores["uf1"],
-                "uar": scores["uar"],
-                "gate_weights": _gate_dict(config.experts, np.asarray(result["gates"])),
-            }
-        )
-
-    prediction_rows = [
-        {
-            "sample_id": packed.sample_ids[inputs.index[i]],
-            "dataset": packed.datasets[inputs.index[i]],
-            "subject": held_out[i],
-            "label": label_names[i],
-            "prediction": predicted_names[i],
-            "probabilities": [float(p) for p in probabilities[i]],
-        }
-        for i in range(n)
-    ]
-    predictions_path = out / "predictions.parquet"
-    write_shard(PREDICTION_SCHEMA.table_from_rows(prediction_rows), predictions_path, PREDICTION_SCHEMA)
-    rejections = list(packed.rejections) + list(protocol_rejections)
-    gate_means = _gate_dict(config.experts, gates)
-    confusion = confusion_matrix(label_names, predicted_names, classes)
-    samples, seconds = throughput["samples"], throughput["data_seconds"] + throughput["compute_seconds"]
-    metrics = {
-        "task": "mer",
-        "protocol": config.protocol,
-        "classes": list(classes),
-        "experts": list(config.experts),
-        "semantic_encoder": encoder,
-        "pooled": {"uf1": pooled["uf1"], "uar": pooled["uar"], "samples": n, "folds": len(fold_results), "per_class": pooled["per_class"]},
-        "per_dataset": per_dataset,
-        "composite": _composite_report(packed) if config.protocol == "megc2019" else None,
-        "cross_corpus": {"train_on": list(config.train_on), "test_on": list(config.test_on)} if config.train_on else None,
-        "chance": {"uf1_uniform_guess": _chance_uf1(labels, len(classes)), "uar": 1.0 / len(classes)},
-        "gate_weights": gate_means,
-        "folds": folds,
-        "confusion": {"rows_true_columns_predicted": confusion.tolist()},
-        "inputs": {"seen": packed.inputs_seen, "used": n, "rejected": len(rejections)},
-        "parameters": config.parameters(),
-        "device": str(device),
-        "throughput": {
-            "samples_per_second": round(samples / seconds, 1) if seconds > 0 else None,
-            "data_wait_share": round(throughput["data_seconds"] / seconds, 4) if seconds > 0 else None,
-            "note": "this process only (folds resumed from disk are not counted)",
-        },
-    }
-    write_single_output_manifest(
-        out,
-        PREDICTION_SCHEMA,
-        predictions_path,
-        command="mertk train mer",
-        parameters={**config.parameters(), "unimer_dir": str(config.unimer_dir)},
-        inputs_seen=packed.inputs_seen,
-        inputs_written=n,
-        rows_written=n,
-        rejections=rejections,
-        summary={"uf1": pooled["uf1"], "uar": pooled["uar"], "gate_weights": gate_means},
-        extra_versions=("torch",),
-    )
-    write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
-    _confusion_png(out / "confusion.png", confusion, classes, f"{config.protocol}, experts {'+'.join(config.experts)}: UF1 {pooled['uf1']:.3f}, UAR {pooled['uar']:.3f}")
-    return metrics
-
-
-def _composite_report(packed: PackedMer) -> dict[str, Any]:
-    """How much of the MEGC2019 list the Uni-MER directory holds, and what it lacks."""
-    from mertk.corpora.megc2019 import composite_key, load_composite_list
-
-    held = {composite_key(d, s, c) for d, s, c in zip(packed.datasets, packed.subjects, packed.clips)}
-    entries = load_composite_list()
-    missing = [e for e in entries if e.key not in held]
-    by_dataset: dict[str, int] = {}
-    for entry in missing:
-        by_dataset[entry.dataset] = by_dataset.get(entry.dataset, 0) + 1
-    return {
-        "listed": len(entries),
-        "found": len(entries) - len(missing),
-        "missing": len(missing),
-        "missing_by_dataset": dict(sorted(by_dataset.items())),
-        "missing_first": [f"{e.dataset} {e.subject}/{e.clip}" for e in missing[:10]],
-    }
 
 
 def _pooled_uf1(fold_results: list[dict[str, Any]], inputs: _Inputs, classes) -> float:
@@ -417,40 +464,3 @@ def _pooled_uf1(fold_results: list[dict[str, Any]], inputs: _Inputs, classes) ->
         labels += [classes[int(inputs.labels_n[row])] for row in result["rows"]]
         predicted += [classes[int(np.argmax(p))] for p in result["probabilities"]]
     return mer_scores(labels, predicted, classes)["uf1"]
-
-
-def _gate_dict(experts: list[str], gates_ne: np.ndarray) -> dict[str, float]:
-    """Mean gate weight per expert over the given samples."""
-    return {name: round(float(value), 4) for name, value in zip(experts, gates_ne.mean(axis=0))}
-
-
-def _chance_uf1(labels: np.ndarray, num_classes: int) -> float:
-    """Expected UF1 of guessing uniformly at random: per class, precision = prior, recall = 1/C."""
-    priors = np.bincount(labels, minlength=num_classes) / max(1, len(labels))
-    recall = 1.0 / num_classes
-    f1 = [2 * p * recall / (p + recall) if p + recall > 0 else 0.0 for p in priors]
-    return round(float(np.mean(f1)), 4)
-
-
-def _confusion_png(path: Path, matrix: np.ndarray, classes, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mertk.report.html import figure_png
-
-    figure, axes = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.1 * len(classes) + 1.5))
-    axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axes.set_yticks(range(len(classes)), classes)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(title, fontsize=9)
-    peak = max(1, matrix.max())
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            axes.text(j, i, str(matrix[i, j]), ha="center", va="center", color="white" if matrix[i, j] > peak / 2 else "black")
-    write_bytes_atomic(path, figure_png(figure))
-
-

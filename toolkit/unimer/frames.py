@@ -1,8 +1,8 @@
 """Decoding a sample's frames. A frame that does not decode cleanly rejects its sample.
 
-OpenCV decodes a truncated JPEG ("Premature end of JPEG file") without an error: the missing
-rows come back grey, and such a frame would poison the sample's flow and the run's intensity
-bins. A JPEG is therefore accepted only when it ends with its end-of-image marker (FF D9),
+`cv2.imread` decodes a truncated JPEG with only a warning on stderr ("Premature end of JPEG
+file"): the missing rows come back grey, and such a frame would poison the sample's flow and the
+run's intensity bins (whether a decoder refuses it depends on the OpenCV build and the call). A JPEG is therefore accepted only when it ends with its end-of-image marker (FF D9),
 after any trailing padding; the entropy-coded data before it cannot hold that pair (an FF there
 is always followed by 00 or a restart marker), so the check does not depend on the content.
 """
@@ -40,11 +40,11 @@ def read_gray(sample: MerSample, number: int, half: bool = False) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError:
         raise _frame_problem(sample, number, "is not a readable JPEG") from None
+    if is_truncated_jpeg(data):
+        raise _frame_problem(sample, number, "is a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, flag) if data.size else None
     if image is None or image.size == 0:
         raise _frame_problem(sample, number, "is not a readable JPEG")
-    if is_truncated_jpeg(data):
-        raise _frame_problem(sample, number, "is a truncated JPEG (no end-of-image marker)")
     return image
 
 

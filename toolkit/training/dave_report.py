@@ -1,4 +1,4 @@
-"""RUN/report.html of `mertk train dave`: one self-contained page to look at what the detector found.
+"""RUN/_report.html of `mertk train dave`: one self-contained page to look at what the detector found.
 
 Sections: the mAP table (validation and test, tIoU 0.1..0.9), the MoDE gate weights, the per-class
 test AP as bars, and for a handful of test videos a timeline per class: ground truth on top,
@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 
 from mertk.corpora.unav100 import read_unav_annotations
 from mertk.report.html import figure_png, img, table, write_page
+from mertk.shards.layout import REPORT_NAME
 
-REPORT_NAME = "report.html"
+
 TIMELINE_VIDEOS = 6
 MIN_SHOWN_SCORE = 0.1  # predictions below this are left off the timelines (they still count in mAP)
 
