@@ -38,6 +38,7 @@ from mertk.execution.warmup import warm_imports
 from mertk.migration.config import CACHE_FOLDER, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig, MigrationError, MigrationResult
 from mertk.migration.evaluate import evaluate_splits, score_split, score_target, truth_and_baseline
 from mertk.migration.fit import fit_model, text_anchors_for
+from mertk.migration.generator import generated_shard, generator_labels, load_labeller
 from mertk.migration.label import KeptLabels, LabelContext, arrow_numbers, arrow_strings, label_shard, label_videos
 from mertk.migration.migrate import MigrationModel
 from mertk.migration.read import ReadPass, read_corpus
@@ -77,6 +78,7 @@ def _migrate_labels(root: Path, out: Path, config: MigrationConfig, progress: bo
     layout = feature_layout(config.features, config.r2plus1d)
     listing = read_llp_videos(root)
     text = text_anchors_for(config, layout)  # before the read: prototype seeds only where needed
+    generator = load_labeller(config.generator, config.combine, layout) if config.generator else None  # refused before the read
     refine = any(m not in text for m in MODALITIES)
     warm_imports((*LATER_MODULES, "scipy.sparse") if refine else LATER_MODULES, then=_warm_arrow_kernels)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,8 +97,9 @@ def _migrate_labels(root: Path, out: Path, config: MigrationConfig, progress: bo
     with open_executor(config.executor, config.ray_address, config.workers) as executor:  # None: this machine
         try:
             model, fit_summary = fit_model(root, config, layout, read, progress, text)
+            generated = generator_labels(root, config, read, model, generator) if generator and config.combine != "similarity" else None
             context, prefetched, early = LabelContext(str(cache_dir), read.cache.dims, model), None, None
-            if executor is None and config.workers <= 1:  # in process: label shards ahead, keep their labels, score splits early
+            if executor is None and config.workers <= 1 and generated is None:  # in process: label shards ahead, keep their labels, score splits early
                 kept = KeptLabels(len(read.units))
                 prefetched = RangePrefetch(
                     functools.partial(label_videos, model, read.cache, read.units), len(read.units), config.shard_videos, PREFETCH_SHARDS
@@ -110,7 +113,7 @@ def _migrate_labels(root: Path, out: Path, config: MigrationConfig, progress: bo
                     out_dir,
                     load_schema(*SCHEMA),
                     read.units,
-                    functools.partial(label_shard, context),
+                    functools.partial(generated_shard, generated) if generated else functools.partial(label_shard, context),
                     command=command_line(),
                     parameters={**config.parameters(), "llp": str(root)},
                     shard_size=config.shard_videos,
@@ -133,6 +136,7 @@ def _migrate_labels(root: Path, out: Path, config: MigrationConfig, progress: bo
         "videos": {split: sum(1 for u in read.units if u.split == split) for split in ("train", "val", "test")},
         "scores": {split: {k: v for k, v in s.items() if k != "per_class_f1"} for split, s in scores.items()},
         **({"target": target_summary} if target_summary else {}),
+        **({"generator": generated.summary if generated else generator.describe()} if generator else {}),
     }
     manifest.write(out_dir)
     report = write_report(out_dir / REPORT_NAME, config, manifest, scores, matrices, target_summary)

@@ -9,7 +9,7 @@ import typer
 from mertk.console import console
 from mertk.corpora.llp_features import FEATURE_SETS
 from mertk.execution.ray_executor import EXECUTORS
-from mertk.migration.config import CALIBRATIONS, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig
+from mertk.migration.config import CALIBRATIONS, COMBINE_RULES, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig
 from mertk.migration.neighbours import INDEX_KINDS
 from mertk.migration.thresholds import THRESHOLD_RULES
 
@@ -34,6 +34,8 @@ def migrate_labels(
     executor: Literal[EXECUTORS] = typer.Option(DEFAULTS.executor, "--executor", help="local (this machine) or ray (Ray tasks, labelling and --target alike; same bytes)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to run on (e.g. auto, HEAD_IP:6379); default: $RAY_ADDRESS, else a local Ray."),
     neighbour_index: Literal[INDEX_KINDS] = typer.Option(DEFAULTS.neighbour_index, "--neighbour-index", help="--target neighbours: exact (faiss IndexFlatIP), hnsw (IndexHNSWFlat, efSearch tuned to recall@10 >= 0.975 on a sample), auto (exact up to 5e10 bank x target segments)."),
+    generator: Optional[Path] = typer.Option(None, "--generator", help="Checkpoint of `mertk train generator`: label with its segment probabilities within each weak label."),
+    combine: Literal[COMBINE_RULES] = typer.Option(DEFAULTS.combine, "--combine", help="With --generator: generator (its probabilities), similarity (today's scores) or mean (of both)."),
 ) -> None:
     """Migrate LLP's video-level labels to (segment, modality) pseudo-labels; report their quality.
 
@@ -59,6 +61,8 @@ def migrate_labels(
         workers=workers,
         executor=executor,
         ray_address=ray_address,
+        generator=str(generator) if generator else None,
+        combine=combine,
     )
     result = run(llp, out, config)
     manifest = result.manifest

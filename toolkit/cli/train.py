@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 import typer
 
 from mertk.console import console
-from mertk.cli import train_dave
+from mertk.cli import train_dave, train_generator
 from mertk.corpora.llp_features import FEATURE_SETS
 from mertk.models.mer_experts import EXPERTS
 from mertk.training.avvp import PSEUDO_TARGETS, TIE_MODES
@@ -186,4 +186,5 @@ def avvp(
 
 def register(app: typer.Typer) -> None:
     train_dave.register(train_app)
+    train_generator.register(train_app)
     app.add_typer(train_app, name="train")

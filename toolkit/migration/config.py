@@ -24,6 +24,7 @@ OUTPUT_FOLDER = "avvp_pseudo"  # OUT/avvp_pseudo/: the pseudo-label shards, mani
 TARGET_FOLDER = "avvp_target"  # beside OUTPUT_FOLDER: a reader of one folder meets one schema
 CACHE_FOLDER = f"{STATE_DIR}/segments"  # inside each output folder, removed at the end of the run
 CALIBRATIONS = ("none", "val")  # label-free thresholds, or fitted on the val dense labels
+COMBINE_RULES = ("generator", "similarity", "mean")  # with a generator: its probability, today's score, or their mean
 
 
 class MigrationError(InputError):
@@ -54,18 +55,22 @@ class MigrationConfig:
     workers: int = 1  # processes for labelling; CPUs of a local Ray with executor="ray"
     executor: str = "local"  # one of EXECUTORS: this machine, or Ray tasks
     ray_address: str | None = None  # the Ray cluster (default: RAY_ADDRESS, else a local Ray)
+    generator: str | None = None  # a `mertk train generator` checkpoint (mertk.migration.generator)
+    combine: str = "generator"  # one of COMBINE_RULES, with a generator
 
     def parameters(self) -> dict[str, Any]:
         data = asdict(self)
         for name in ("workers", "executor", "ray_address"):  # where it runs does not change the output
             data.pop(name)
+        if self.generator is None:  # runs without a generator record what they always did
+            data.pop("generator"), data.pop("combine")
         return data
 
     def check(self) -> None:
         """MigrationError naming the first setting out of its range (the CLI checks the same before)."""
         choices = {
             "features": FEATURE_SETS, "calibrate": CALIBRATIONS, "threshold_rule": THRESHOLD_RULES,
-            "neighbour_index": INDEX_KINDS, "executor": EXECUTORS,
+            "neighbour_index": INDEX_KINDS, "executor": EXECUTORS, "combine": COMBINE_RULES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
