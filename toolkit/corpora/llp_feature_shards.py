@@ -30,7 +30,7 @@ import numpy as np
 from mertk.corpora.llp_annotations import MODALITIES, NUM_SEGMENTS
 from mertk.corpora.llp_features import FeatureFileError, FeatureLayout, FeaturePart
 from mertk.errors import InputError
-from mertk.execution.blocks import FeatureBlock, cast_float
+from mertk.execution.blocks import FeatureBlock, cast_float, finish_block
 
 SHARD_FOLDER = "shards"
 SHARD_PREFIX = "features-"
@@ -239,13 +239,4 @@ class ShardBlockReader:
                 for modality in MODALITIES:
                     arrays[modality][row] = 0.0
                     sums[modality][row] = 0.0
-        squares: dict[str, list[float]] = {}
-        for modality in MODALITIES:
-            squares[modality], start = [], 0
-            rows_r_d = arrays[modality].reshape(n * NUM_SEGMENTS, -1)
-            for part in self.layout.parts(modality):
-                piece = rows_r_d[:, start : start + part.dim]
-                squares[modality].append(float(np.einsum("rd,rd->", piece, piece, dtype=np.float64)))
-                start += part.dim
-        half = {m: cast_float(arrays[m], self.half_dtype) for m in MODALITIES} if self.half_dtype is not None else None
-        return FeatureBlock([v.video_id for v in videos], arrays, sums, squares, errors, half)
+        return finish_block(self.layout, [v.video_id for v in videos], arrays, sums, errors, self.half_dtype)

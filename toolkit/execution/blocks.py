@@ -147,6 +147,28 @@ class FeatureBlock:
     half: dict[str, np.ndarray] | None = None
 
 
+def finish_block(
+    layout: FeatureLayout,
+    video_ids: list[str],
+    arrays: dict[str, np.ndarray],
+    sums: dict[str, np.ndarray],
+    errors: list[FeatureFileError | None],
+    half_dtype: type | None,
+) -> FeatureBlock:
+    """A FeatureBlock from filled (videos, segments, dim) arrays: the per-part sums of squares the
+    fit's statistics need, and the half-precision copy when one is asked for."""
+    squares: dict[str, list[float]] = {}
+    for modality, array in arrays.items():
+        squares[modality], start = [], 0
+        rows_r_d = array.reshape(len(video_ids) * NUM_SEGMENTS, -1)
+        for part in layout.parts(modality):
+            piece = rows_r_d[:, start : start + part.dim]
+            squares[modality].append(float(np.einsum("rd,rd->", piece, piece, dtype=np.float64)))
+            start += part.dim
+    half = {m: cast_float(a, half_dtype) for m, a in arrays.items()} if half_dtype is not None else None
+    return FeatureBlock(video_ids, arrays, sums, squares, errors, half)
+
+
 class BlockReader:
     """Reads blocks of videos of one layout into FeatureBlocks (thread-safe: one buffer set per thread).
 
@@ -206,16 +228,7 @@ class BlockReader:
                 continue
             for modality in modalities:
                 arrays[modality][row] = embeddings.modality(modality)
-        squares: dict[str, list[float]] = {}
-        for modality in modalities:
-            squares[modality], start = [], 0
-            rows_r_d = arrays[modality].reshape(n * NUM_SEGMENTS, -1)
-            for part in self.layout.parts(modality):
-                piece = rows_r_d[:, start : start + part.dim]
-                squares[modality].append(float(np.einsum("rd,rd->", piece, piece, dtype=np.float64)))
-                start += part.dim
-        half = {m: cast_float(arrays[m], self.half_dtype) for m in modalities} if self.half_dtype is not None else None
-        return FeatureBlock(list(video_ids), arrays, sums, squares, errors, half)
+        return finish_block(self.layout, list(video_ids), arrays, sums, errors, self.half_dtype)
 
 
 READ_THREADS = 2  # file reading overlaps the caller's work (positional reads release the GIL)
