@@ -100,8 +100,10 @@ class SegmentEmbeddings:
         return self.audio_t_d if modality == "audio" else self.visual_t_d
 
 
-def read_feature_file(path: Path | str, rows: int, dim: int, check_finite: bool = True) -> np.ndarray:
+def read_feature_file(path: Path | str, rows: int | None, dim: int, check_finite: bool = True) -> np.ndarray:
     """A (rows, dim) float32 array from a .npy file, or FeatureFileError naming the file.
+
+    `rows=None` takes any positive number of rows (time steps of an untrimmed video).
 
     `check_finite=False` leaves the finiteness check to the caller (see `check_finite_values`).
     """
@@ -114,7 +116,9 @@ def read_feature_file(path: Path | str, rows: int, dim: int, check_finite: bool 
         raise FeatureFileError(path, f"truncated or not a .npy array ({error})") from None
     if not isinstance(array, np.ndarray):
         raise FeatureFileError(path, "not a single .npy array")
-    if array.shape != (rows, dim):
+    if rows is None and (array.ndim != 2 or array.shape[1] != dim or array.shape[0] == 0):
+        raise FeatureFileError(path, f"shape {tuple(array.shape)}, expected (steps > 0, {dim})")
+    if rows is not None and array.shape != (rows, dim):
         raise FeatureFileError(path, f"shape {tuple(array.shape)}, expected ({rows}, {dim})")
     if not np.issubdtype(array.dtype, np.floating):
         raise FeatureFileError(path, f"dtype {array.dtype}, expected floating point")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mertk.corpora.llp_features import FeatureFileError, check_finite_values
+from mertk.corpora.llp_features import FeatureFileError, read_feature_file
 
 ANNOTATION_FILE = "unav100_annotations.json"
 ANNOTATION_FOLDER = "annotations"  # the UnAV code's layout: annotations/ and av_features/ side by side
@@ -221,20 +221,8 @@ def feature_path(folder: Path | str, video_id: str, part: str) -> Path:
 
 
 def _read_stream(path: Path, dim: int) -> np.ndarray:
-    if not path.is_file():
-        raise FeatureFileError(path, "missing feature file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise FeatureFileError(path, f"truncated or not a .npy array ({error})") from None
-    if not isinstance(array, np.ndarray) or array.ndim != 2 or array.shape[1] != dim or array.shape[0] == 0:
-        shape = tuple(array.shape) if isinstance(array, np.ndarray) else type(array).__name__
-        raise FeatureFileError(path, f"shape {shape}, expected (steps > 0, {dim})")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise FeatureFileError(path, f"dtype {array.dtype}, expected floating point")
-    array = array.astype(np.float32, copy=False)
-    check_finite_values(path, array, array)
-    return array
+    """One feature stream of a video: (steps > 0, dim) float32, finite, or FeatureFileError naming the file."""
+    return read_feature_file(path, None, dim)
 
 
 def resample_steps(array_t_d: np.ndarray, steps: int) -> np.ndarray:
