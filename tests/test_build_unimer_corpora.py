@@ -147,3 +147,24 @@ def test_predict_works_for_models_of_the_corpora_protocols(built, tmp_path):
     result = runner.invoke(app, ["predict", "mer", str(built), "--model", str(cross), "--fold", fold, "--out", str(tmp_path / "pc"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert pq.read_table(tmp_path / "pc" / "predictions.parquet").num_rows == len(_rows(built))
+
+
+def test_onset_face_does_not_swell_where_the_detector_box_is_a_pyramid_step_too_large():
+    """Subject 10 of the 16 x 8 CAS(ME)^3 sample (Grace Hopper, 256x192): shrunk to 240 pixels
+    the detector's box is a fifth too large and the 68-point fit in it implies that box again,
+    so the refit alone kept an eye distance a third too large and every region misplaced (all 10
+    of its labelled AUs unsupported). The default second detector width finds the tight box."""
+    from mertk.face import to_gray
+    from mertk.face.landmarks import inter_ocular_distance
+    from mertk.sample_data.casme2 import subject_canvas
+    from mertk.unimer.measure import detect_onset_box, face_from_box
+    from mertk.unimer.parameters import UnimerParameters
+
+    config = replace(casme3.SCALES["default"], subjects=16, samples_per_subject=8)
+    looks, _ = casme3.plan_casme3(config)
+    canvas = subject_canvas(10, looks[10], config)
+    grey = to_gray(canvas.neutral_rgb)
+    truth_iod = inter_ocular_distance(canvas.points_68_2)  # where the generator planted the regions
+    params = UnimerParameters()
+    face = face_from_box(grey, detect_onset_box(grey, params), params)
+    assert face.detected and abs(face.inter_ocular_px / truth_iod - 1) < 0.05, (face.inter_ocular_px, truth_iod)

@@ -150,6 +150,22 @@ def test_planted_motion_is_in_the_frames(corpora, corpus):
         assert truth_along > 0.3 and measured_along > 0.4 * truth_along, (corpus, checked)
 
 
+def test_planted_amplitudes_follow_the_face_on_frames_taller_than_casme2():
+    """At SAMM's own 2040x1088 the face is 2.27 times a CASME II face: so is its motion (in
+    frame pixels the same amplitude would be a sub-pixel shift on the aligned face crop)."""
+    small = samm.SCALES["default"]
+    large = replace(small, width=2040, height=1088)
+    low, high = small.amplitude_px
+    small_amplitudes = [p.amplitude_px for plan in samm.plan_samm(small)[1] for p in plan.planted]
+    large_amplitudes = [p.amplitude_px for plan in samm.plan_samm(large)[1] for p in plan.planted]
+    assert small.amplitude_scale == 1.0 and all(low <= a <= high for a in small_amplitudes)
+    factor = 1088 / 480
+    assert large.amplitude_scale == pytest.approx(factor)
+    assert all(low * factor <= a <= high * factor for a in large_amplitudes)
+    # the same seeded draws, scaled: the plans differ in nothing else
+    assert large_amplitudes == pytest.approx([a * factor for a in small_amplitudes])
+
+
 def test_same_seed_same_bytes(corpora, tmp_path):
     again = tmp_path / "again"
     mmew.generate_mmew(again, tiny("mmew"), workers=2)

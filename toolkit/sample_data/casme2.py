@@ -32,7 +32,8 @@ rise-apex-decay: p(t) = (t / apex)^1.6 before the apex, ((offset - t) / (offset 
 after, so the apex is the unique frame of largest facial displacement. A small smooth global
 head translation (<= `head_motion_px`) and per-frame sensor noise are added. Every frame is
 resampled from the original photo through one composed map, so all frames share the same
-interpolation blur.
+interpolation blur. Frames taller than CASME II's scale `amplitude_px` with the face
+(`Casme2SampleConfig.amplitude_scale`).
 
 Mislabels on purpose: in some rows one listed AU is not planted; in others an AU is planted
 (on regions that no other planted AU touches) that the row does not list. Both are in the truth.
@@ -112,7 +113,7 @@ class Casme2SampleConfig:
     height: int = 192
     frames: int = 24  # frames per clip, onset to offset inclusive
     face_fraction: tuple[float, float] = (0.5, 0.6)  # face box height / frame height
-    amplitude_px: tuple[float, float] = (1.0, 2.5)  # main-region displacement at apex
+    amplitude_px: tuple[float, float] = (1.0, 2.5)  # main-region displacement at apex (x amplitude_scale)
     bump_spread: float = 2.5  # motion bump radius / region half-size (smooth, broader than the region box)
     head_motion_px: float = 0.3
     noise_sigma: float = 0.8  # sensor noise, grey levels
@@ -139,12 +140,23 @@ class Casme2SampleConfig:
     def sample_count(self) -> int:
         return self.total_samples if self.total_samples is not None else self.subjects * self.samples_per_subject
 
+    @property
+    def amplitude_scale(self) -> float:
+        """Factor on `amplitude_px`: frames taller than CASME II's (480 rows; SAMM's are 1088) move
+        their face by the same fraction of its size as a CASME II face moves, since the face fills
+        the same fraction of the frame height and a facial movement is a fraction of the face, not
+        a number of camera pixels. Frames up to 480 rows keep `amplitude_px` as it is."""
+        return max(1.0, self.height / CASME2_HEIGHT)
+
+
+# The real corpus' frame height: amplitude_px is a displacement on a face of this frame's size.
+CASME2_HEIGHT = 480
 
 SCALES: dict[str, Casme2SampleConfig] = {
     # The committed demo corpus: small, every 5-class emotion present, enough per class for LOSO.
     "default": Casme2SampleConfig(),
     # CASME II size: 26 subjects, 255 samples, 640x480, ~60 frames each.
-    "casme2": Casme2SampleConfig(subjects=26, total_samples=255, width=640, height=480, frames=60, jpeg_quality=90),
+    "casme2": Casme2SampleConfig(subjects=26, total_samples=255, width=640, height=CASME2_HEIGHT, frames=60, jpeg_quality=90),
 }
 
 
@@ -307,7 +319,7 @@ def plant_mislabels(samples: list[SamplePlan], config: Casme2SampleConfig, rng: 
             continue
         au = candidates[int(rng.integers(len(candidates)))]
         side = (None, "L", "R")[int(rng.integers(3))]
-        planted_au = PlantedAu(au, side, float(rng.uniform(*config.amplitude_px)))
+        planted_au = PlantedAu(au, side, config.amplitude_scale * float(rng.uniform(*config.amplitude_px)))
         samples[index] = replace(plan, planted=plan.planted + (planted_au,))
     return samples, order
 
@@ -338,7 +350,7 @@ def plan_corpus(config: Casme2SampleConfig) -> tuple[list[SubjectLook], list[Sam
             labels = parse_au_string(template)
             onset = int(rng.integers(1, 300))
             apex_index = int(round(rng.uniform(0.3, 0.55) * (config.frames - 1)))
-            planted = [PlantedAu(l.au, l.side, float(rng.uniform(*config.amplitude_px))) for l in labels]
+            planted = [PlantedAu(l.au, l.side, config.amplitude_scale * float(rng.uniform(*config.amplitude_px))) for l in labels]
             samples.append(
                 SamplePlan(
                     subject=subject_index + 1,

@@ -160,7 +160,7 @@ def plan_samples(config: MerSampleConfig, slots: Sequence[Slot], rng: np.random.
         planted_labels, groups = _planted_labels(cell, rng)
         labelled = tuple(parse_au_cell(slot.au_cell).every_label) if slot.au_cell else ()
         apex_index = int(round(rng.uniform(0.3, 0.55) * (frames - 1)))
-        planted = tuple(PlantedAu(l.au, l.side, float(rng.uniform(*config.amplitude_px))) for l in planted_labels)
+        planted = tuple(PlantedAu(l.au, l.side, config.amplitude_scale * float(rng.uniform(*config.amplitude_px))) for l in planted_labels)
         plans.append(
             SamplePlan(
                 subject=slot.subject,

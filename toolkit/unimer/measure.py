@@ -72,8 +72,10 @@ def detect_onset_box(onset_hw: np.ndarray, params: UnimerParameters, half_hw: np
     wide still holds CASME II faces above the detector's 80 px window). dlib's box size is
     quantised by its image pyramid (steps of 1.2), and a box one step too large makes the
     68-point fit swell (eye distance up by a third, every region misplaced): `face_from_box`
-    therefore fits the landmarks again in the box they imply (`box_refits`). Two widths 6/7
-    apart, whose pyramid steps interleave, are the other remedy (twice the detector's cost).
+    therefore fits the landmarks again in the box they imply (`box_refits`). That refit does not
+    always shrink it back (a swollen fit can imply its own box again, as on some 256x192
+    faces), so the default runs two widths 6/7 apart, whose pyramid steps interleave, and keeps
+    the tighter box (twice the detector's cost, still small beside the flow).
     """
     height, width = onset_hw.shape
     boxes = []

@@ -31,7 +31,9 @@ class UnimerParameters:
     curve_crop_size: int = 112  # crop size for the motion curve (frames decoded at half size)
     curve_flow_method: str = "dis_light"  # flow of the motion curve (see mertk.flow.fields for the choices)
     detect_upsample: int = 0  # dlib detector upsampling (0: faces over ~80 px, as in CASME II)
-    detect_widths: tuple[int, ...] = (240,)  # detector runs on the onset frame shrunk to these widths; tightest box kept
+    # detector runs on the onset frame shrunk to these widths, tightest box kept; two widths 6/7
+    # apart interleave dlib's pyramid steps (see mertk.unimer.measure.detect_onset_box)
+    detect_widths: tuple[int, ...] = (240, 280)
     box_refits: int = 1  # landmarks fitted again in the box they imply (face.box_from_landmarks), this many times
     intensity_quantiles: tuple[float, float] = (1 / 3, 2 / 3)
     evidence: EvidenceParameters = field(default_factory=EvidenceParameters)
