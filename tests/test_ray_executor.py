@@ -20,6 +20,7 @@ from mertk.execution.ray_executor import RayExecutor  # noqa: E402
 
 PSEUDO = load_schema("avvp_pseudo_label", 1)
 UNITS = list(range(1, 23))
+DRIVER_PID = os.getpid()  # captured by value with the module: workers compare against it
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,6 +37,8 @@ def label_units(units: list[int], kill_on: int | None = None, marker: str | None
     processing that unit dies (SIGKILL) the first time (`marker` records it), or every time until
     the marker file appears (`forever`)."""
     if kill_on in units and marker is not None:
+        if os.getpid() == DRIVER_PID:  # never the test process itself, whatever Ray does
+            raise RuntimeError("label_units ran in the driver, not in a Ray worker")
         if forever and not os.path.exists(marker):
             os.kill(os.getpid(), signal.SIGKILL)
         if not forever and not os.path.exists(marker):
