@@ -47,14 +47,24 @@ class CliOutcome:
 
 
 def invoke_mertk(*args: str) -> CliOutcome:
-    """Run `mertk ARGS` in process; an escaping exception becomes the failure handler's line and status."""
-    from typer.testing import CliRunner
+    """Run `mertk ARGS` in process through the CLI's own failure handler (mertk.cli.failures.run_cli):
+    the exit status and every line printed, as a user sees them."""
+    import contextlib
+    import io
+    import sys
 
     from mertk.cli.app import app
-    from mertk.cli.failures import describe
+    from mertk.cli.failures import run_cli
 
-    result = CliRunner().invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        line, status = describe(result.exception)
-        return CliOutcome(status, f"{result.output}error: {' '.join(str(line).split())}\n")
-    return CliOutcome(result.exit_code, result.output)
+    printed, argv = io.StringIO(), sys.argv
+    sys.argv = ["mertk", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            try:
+                run_cli(app)
+                status = 0
+            except SystemExit as stopped:
+                status = int(stopped.code or 0)
+    finally:
+        sys.argv = argv
+    return CliOutcome(status, printed.getvalue())
