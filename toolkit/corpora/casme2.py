@@ -137,8 +137,7 @@ def _parse_row(row, source: str, root: Path, layout: str, frame_folder: Path) ->
     if not episode_dir.is_dir():
         raise RowError(f"frame folder {episode_dir.relative_to(root)} is missing")
     frames = frames_on_disk(episode_dir, FRAME_PATTERNS[layout])
-    needed = [("onset", onset), ("offset", offset)] + ([("apex", apex)] if apex is not None else [])
-    require_frames(frames, needed, lambda n: frame_file_name(n, layout), str(episode_dir.relative_to(root)))
+    require_frames(frames, onset, apex, offset, lambda n: frame_file_name(n, layout), str(episode_dir.relative_to(root)))
     return MerSample(
         dataset=DATASET,
         subject=subject,

@@ -141,8 +141,7 @@ def _parse_row(row, source: str, root: Path, frames_root: Path, listing: _Record
         offset_note = f"Offset {row['Offset']!r} in the sheet: clip bounded at frame {offset} (onset + {MAX_MICRO_EXPRESSION_S:g} s or the recording's end)"
     apex, apex_note = check_apex(onset, apex_sheet, offset, row["Apex"], "Apex")
     frames = tuple((n, p) for n, p in recording_frames if onset <= n <= offset)
-    needed = [("onset", onset), ("offset", offset)] + ([("apex", apex)] if apex is not None else [])
-    require_frames(frames, needed, lambda n: f"{n}.jpg", label)
+    require_frames(frames, onset, apex, offset, lambda n: f"{n}.jpg", label)
     return MerSample(
         dataset=DATASET,
         subject=subject,

@@ -365,8 +365,9 @@ def frames_on_disk(folder: Path, pattern: re.Pattern) -> tuple[tuple[int, str], 
     return tuple(sorted(frames))
 
 
-def require_frames(frames: tuple[tuple[int, str], ...], needed: Sequence[tuple[str, int]], spell, folder_label: str) -> None:
-    """RowError naming each of `needed` ((role, number)) that is not among `frames`."""
+def require_frames(frames: tuple[tuple[int, str], ...], onset: int, apex: int | None, offset: int, spell, folder_label: str) -> None:
+    """RowError naming each of the clip's onset, offset and (when known) apex frames that is not among `frames`."""
+    needed = [("onset", onset), ("offset", offset)] + ([("apex", apex)] if apex is not None else [])
     numbers = {n for n, _ in frames}
     missing = [f"{role} frame {spell(n)}" for role, n in needed if n not in numbers]
     if missing:

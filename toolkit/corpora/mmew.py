@@ -108,8 +108,7 @@ def _parse_row(row, source: str, root: Path, frames_folder: Path, emotion_folder
         raise RowError(f"frame folder {FRAMES_FOLDER if frames_folder != root else '.'}/{emotion}/{clip} is missing{where}")
     label = str(folder.relative_to(root))
     frames = tuple((n, p) for n, p in frames_on_disk(folder, FRAME_PATTERN) if onset <= n <= offset)
-    needed = [("onset", onset), ("offset", offset)] + ([("apex", apex)] if apex is not None else [])
-    require_frames(frames, needed, lambda n: f"{n}.jpg", label)
+    require_frames(frames, onset, apex, offset, lambda n: f"{n}.jpg", label)
     return MerSample(
         dataset=DATASET,
         subject=subject,

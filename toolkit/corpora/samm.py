@@ -128,8 +128,7 @@ def _parse_row(row, source: str, root: Path, frames_folder: Path) -> MerSample:
     if not folder.is_dir():
         raise RowError(f"frame folder {label} is missing")
     frames = tuple((n, p) for n, p in frames_on_disk(folder, FRAME_PATTERN) if onset <= n <= offset)
-    needed = [("onset", onset), ("offset", offset)] + ([("apex", apex)] if apex is not None else [])
-    require_frames(frames, needed, lambda n: frame_file_name(subject, n), label)
+    require_frames(frames, onset, apex, offset, lambda n: frame_file_name(subject, n), label)
     return MerSample(
         dataset=DATASET,
         subject=subject,
