@@ -219,3 +219,14 @@ def npy_header(rows: int, dim: int) -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(np.zeros((rows, dim), dtype="<f4")))
     return header.getvalue()
+
+
+def update_with_file_stats(digest, paths) -> None:
+    """Feed each file's name, size and modification time (or `missing`) into a hashlib digest:
+    the key of a packed-features cache, which a changed or replaced file invalidates."""
+    for path in paths:
+        try:
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(f"{path.name}:missing".encode())

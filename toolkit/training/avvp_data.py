@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mertk.corpora.llp_annotations import LLP_CLASS_INDEX, NUM_CLASSES, NUM_SEGMENTS, WeakLabel, read_split_dense_labels
-from mertk.corpora.llp_features import FeatureFileError, feature_layout, read_llp_videos, read_segment_embeddings
+from mertk.corpora.llp_features import FeatureFileError, feature_layout, read_llp_videos, read_segment_embeddings, update_with_file_stats
 from mertk.shards.io import write_bytes_atomic
 from mertk.shards.layout import MANIFEST_NAME
 from mertk.shards.dataset import has_manifest, open_shards
@@ -59,12 +59,7 @@ def _corpus_key(root: Path, features: str, videos: list[WeakLabel]) -> str:
     digest = hashlib.sha256(features.encode())
     for video in videos:
         digest.update(f"{video.filename}|{video.split}|{','.join(video.labels)}".encode())
-        for path in layout.files(root, video.video_id):
-            try:
-                stat = path.stat()
-                digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-            except OSError:
-                digest.update(f"{path.name}:missing".encode())
+        update_with_file_stats(digest, layout.files(root, video.video_id))
     return digest.hexdigest()[:16]
 
 

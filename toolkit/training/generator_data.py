@@ -24,7 +24,14 @@ from typing import Sequence
 import numpy as np
 
 from mertk.corpora.llp_annotations import LLP_CLASSES, MODALITIES, NUM_CLASSES, NUM_SEGMENTS
-from mertk.corpora.llp_features import FeatureFileError, FeatureLayout, feature_layout, read_llp_videos, read_segment_embeddings
+from mertk.corpora.llp_features import (
+    FeatureFileError,
+    FeatureLayout,
+    feature_layout,
+    read_llp_videos,
+    read_segment_embeddings,
+    update_with_file_stats,
+)
 from mertk.errors import InputError
 from mertk.shards.io import file_sha256, write_bytes_atomic
 from mertk.shards.manifest import Rejection
@@ -137,12 +144,7 @@ def _pack_key(features: str, r2plus1d: bool, layout: FeatureLayout, entries: Seq
     digest = hashlib.sha256(f"{features}|{r2plus1d}".encode())
     for corpus, filename, video_id in entries:
         digest.update(f"{corpus}|{filename}".encode())
-        for path in layout.files(corpus, video_id):
-            try:
-                stat = path.stat()
-                digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-            except OSError:
-                digest.update(f"{path.name}:missing".encode())
+        update_with_file_stats(digest, layout.files(corpus, video_id))
     return digest.hexdigest()[:16]
 
 
