@@ -40,7 +40,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +62,7 @@ from mertk.corpora.llp_annotations import (
 )
 from mertk.corpora.llp_features import CLAP_AUDIO, CLIP_VISUAL, R2PLUS1D, RES152, VGGISH, FeaturePart
 from mertk.migration.anchors import TEXT_ANCHOR_FILE
+from mertk.shards.io import write_bytes_atomic
 from mertk.sample_data.folder import INFO_NAME, SampleDataError
 
 PACKAGED_LLP = Path(__file__).resolve().parent / "data" / "llp"  # the real AVVP_*.csv files, gzipped
@@ -266,11 +266,14 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Temporary-then-rename without fsync: thousands of small files, regenerable."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+def write_corpus_files(out: Path, files: dict[str, bytes]) -> None:
+    """The corpus' small files into `out`, after check_out_dir: the info file first, so that a
+    folder this generator started is recognised as its own if the run stops half-way. No fsync:
+    the files are regenerable from the seed."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / INFO_NAME, files[INFO_NAME], durable=False)
+    for name, data in files.items():
+        write_bytes_atomic(out / name, data, durable=False)
 
 
 def write_video_features(out: Path, video: PlantedVideo, world: World, seed: int, specs=FEATURE_SPECS) -> int:
@@ -278,7 +281,7 @@ def write_video_features(out: Path, video: PlantedVideo, world: World, seed: int
         folder = out / spec.folder
         vectors_t_d = segment_vectors(spec, video, world, seed)
         array = feature_array(spec, vectors_t_d, seed, video.weak.filename)
-        _write_file(folder / f"{video.weak.video_id}.npy", _npy_bytes(array))
+        write_bytes_atomic(folder / f"{video.weak.video_id}.npy", _npy_bytes(array), durable=False)
     return len(specs)
 
 
@@ -455,10 +458,7 @@ def make_sample_llp(
     info = {"generator": GENERATOR, "seed": seed, "videos": {split: sizes[split] for split in SPLIT_FILES}}
     files[INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
     check_out_dir(out, files)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_file(out / INFO_NAME, files[INFO_NAME])  # first: a folder it started is its own
-    for name, data in files.items():
-        _write_file(out / name, data)
+    write_corpus_files(out, files)
     written = 0
     if features:
         for spec in FEATURE_SPECS:

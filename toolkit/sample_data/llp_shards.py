@@ -36,7 +36,7 @@ from mertk.sample_data.llp import (
     FeatureSpec,
     LlpSampleSummary,
     PlantedVideo,
-    _write_file,
+    write_corpus_files,
     annotation_files,
     annotation_source,
     check_out_dir,
@@ -161,10 +161,7 @@ def make_sample_llp_shards(
         info = {"generator": GENERATOR, "seed": seed, "videos": videos, "layout": "shards", **asdict(options)}
         files[INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
         check_out_dir(out, files)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_file(out / INFO_NAME, files[INFO_NAME])  # first: a folder it started is its own
-        for name, data in files.items():
-            _write_file(out / name, data)
+        write_corpus_files(out, files)
         shutil.rmtree(out / SHARD_FOLDER, ignore_errors=True)  # an earlier corpus' shards
         (out / SHARD_FOLDER).mkdir()
         extra = pretraining_videos(folder, seed, len(planted), videos - len(planted))
