@@ -8,7 +8,7 @@ import typer
 
 from mertk.cli.train import choice
 from mertk.console import console
-from mertk.training.loop import DEVICES
+from mertk.training.options import DEVICES
 
 predict_app = typer.Typer(help="Apply a trained model to new data: `mer` (a `mertk train mer` run on any Uni-MER directory).", no_args_is_help=True)
 

@@ -13,10 +13,7 @@ import typer
 from mertk.console import console
 from mertk.cli import train_dave, train_generator
 from mertk.corpora.llp_features import FEATURE_SETS
-from mertk.models.mer_experts import EXPERTS
-from mertk.training.avvp import PSEUDO_TARGETS, TIE_MODES
-from mertk.training.loop import DEVICES
-from mertk.training.mer_data import SEMANTIC_ENCODERS, TEST_INPUTS
+from mertk.training.options import DEVICES, EXPERTS, PSEUDO_TARGETS, SEMANTIC_ENCODERS, TEST_INPUTS, TIE_MODES
 from mertk.training.mer_protocols import PROTOCOL_NAMES, protocol_help
 
 train_app = typer.Typer(

