@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mertk.errors import RunError
 from mertk.migration.neighbours import (
     EXACT_MAX_PAIRS,
     NeighbourIndexError,
@@ -72,6 +74,57 @@ def test_the_index_pickles_as_bytes_and_searches_the_same_after():
     assert copy._index is None  # the faiss object is rebuilt from the bytes, not pickled
     after = copy.search(bank[:50], 10)
     np.testing.assert_array_equal(before[1], after[1])
+
+
+def _mapped_files() -> set[str]:
+    """Files this process has memory-mapped (Linux: /proc/self/maps)."""
+    return {line.split(maxsplit=5)[5].strip() for line in Path("/proc/self/maps").read_text().splitlines() if len(line.split(maxsplit=5)) == 6}
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_a_file_backed_index_pickles_as_its_path_and_is_searched_memory_mapped(tmp_path, kind):
+    rng = np.random.default_rng(9)
+    bank = _clustered(rng, 5000, 64, 30)
+    queries = _clustered(np.random.default_rng(10), 300, 64, 30)
+    in_memory = build_index(bank, kind).with_ef_search(48)
+    on_file = in_memory.to_file(tmp_path / "state" / f"{kind}.faiss")
+    assert (tmp_path / "state" / f"{kind}.faiss").read_bytes() == in_memory.serialized.tobytes()
+    assert not list((tmp_path / "state").glob(".*"))  # no temporary file left beside it
+    assert on_file.serialized is None and on_file.size == in_memory.serialized.nbytes > 1_000_000
+    assert on_file.parameters() == in_memory.parameters() and on_file.ef_search == 48
+    pickled = pickle.dumps(on_file)
+    assert len(pickled) < 1000  # the path, size and hash: no index bytes
+    copy = pickle.loads(pickled)
+    assert copy._index is None and str(tmp_path / "state" / f"{kind}.faiss") not in _mapped_files()
+    expected = in_memory.search(queries, 10)
+    found = copy.search(queries, 10)
+    np.testing.assert_array_equal(found[1], expected[1])
+    np.testing.assert_array_equal(found[0], expected[0])
+    assert str(tmp_path / "state" / f"{kind}.faiss") in _mapped_files()  # searched where it lies, not read into memory
+    labels = rng.random((5000, 25)) < 0.2
+    np.testing.assert_array_equal(neighbour_votes(copy, queries, labels, 10), neighbour_votes(in_memory, queries, labels, 10))
+
+
+def test_a_damaged_or_missing_index_file_is_one_line_naming_it(tmp_path):
+    rng = np.random.default_rng(11)
+    bank = _unit_rows(rng, 2000, 32)
+    index = build_index(bank, "hnsw")
+    flipped = index.to_file(tmp_path / "flipped.faiss")
+    data = bytearray((tmp_path / "flipped.faiss").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte changed: only the hash sees it
+    (tmp_path / "flipped.faiss").write_bytes(bytes(data))
+    truncated = index.to_file(tmp_path / "truncated.faiss")
+    (tmp_path / "truncated.faiss").write_bytes(bytes(data[:1000]))
+    missing = index.to_file(tmp_path / "missing.faiss")
+    (tmp_path / "missing.faiss").unlink()
+    for damaged, said in ((flipped, "damaged"), (truncated, "damaged"), (missing, "unreadable")):
+        with pytest.raises(RunError) as raised:
+            pickle.loads(pickle.dumps(damaged)).search(bank[:5], 10)
+        message = str(raised.value)
+        assert message.startswith(f"{damaged.path}: ") and said in message and "\n" not in message
+        assert "run the same command again" in message
+    with pytest.raises(NeighbourIndexError, match="already file-backed"):
+        missing.to_file(tmp_path / "again.faiss")
 
 
 def test_hnsw_is_tuned_to_the_recall_goal_and_measured_against_exact():

@@ -16,17 +16,24 @@ cosine = inner product). Its cost is bank rows x target rows x dim multiply-adds
   search's matrix products; HNSW at recall 0.95-0.97 is 1.8-2.7x faster than exact.)
 
 The label rule does not depend on the index: a class's score is the similarity-weighted share of
-the k neighbours carrying it (`transfer.knn_votes`). The index travels to workers as one byte
-array (faiss' own serialisation) and is rebuilt once per process. Where faiss sees a GPU (the
-faiss GPU build), searches run there.
+the k neighbours carrying it (`transfer.knn_votes`). An index is built in memory (faiss' own
+serialisation, one byte array). For other processes (Ray workers, a process pool) it is written
+once to a file (`NeighbourIndex.to_file`) and only the file's path, size and sha256 travel: each
+process memory-maps the file read-only (faiss' IO_FLAG_MMAP_IFC), so the index's pages are the
+page cache's, held once per node however many workers search it, and no process keeps a private
+copy. Where faiss sees a GPU (the faiss GPU build), exact searches run there.
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mertk.errors import RunError
 from mertk.migration.transfer import knn_votes
 
 INDEX_KINDS = ("auto", "exact", "hnsw")
@@ -37,6 +44,8 @@ RECALL_SAMPLE_QUERIES = 2000  # target segments per modality on which recall is 
 EF_SEARCH_STEPS = (16, 32, 64, 128, 256, 512, 1024)
 HNSW_LINKS = 32  # faiss' M: links per node
 HNSW_EF_CONSTRUCTION = 40  # candidates while building (faiss' default)
+INDEX_SUFFIX = ".faiss"
+MAPPED_KEPT = 2  # file-backed indexes a process keeps mapped: a run has one per modality
 
 
 class NeighbourIndexError(ValueError):
@@ -62,15 +71,20 @@ def choose_index_kind(requested: str, bank_rows: int, target_rows: int) -> str:
 class NeighbourIndex:
     """A bank of unit rows, searchable for the k largest inner products.
 
-    `serialized` (faiss' bytes, uint8) is what is pickled and shared; the faiss object is made
-    from it on first use in each process.
+    In memory, `serialized` holds faiss' bytes (uint8); file-backed (`to_file`), `path` names a
+    file holding them, of `size` bytes and hash `sha256`, and `serialized` is None. Either way the
+    faiss object is made on first use in each process and never pickled: a file-backed index
+    pickles as its path alone, and is memory-mapped where it is searched.
     """
 
     kind: str  # exact | hnsw
     rows: int
     dim: int
-    serialized: np.ndarray
+    serialized: np.ndarray | None
     ef_search: int | None = None
+    path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
     _index: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -89,15 +103,31 @@ class NeighbourIndex:
 
     def index(self) -> Any:
         if self._index is None:
-            faiss = _faiss()
-            index = faiss.deserialize_index(self.serialized)
-            if self.kind == "hnsw":
-                index.hnsw.efSearch = self.ef_search
-            self._index = _on_gpu(index) if self.kind == "exact" else index  # faiss has no GPU HNSW
+            if self.path is not None:
+                self._index = _mapped_index(self)
+            else:
+                index = _faiss().deserialize_index(self.serialized)
+                self._index = _configured(index, self.kind, self.ef_search)
         return self._index
 
     def with_ef_search(self, ef_search: int) -> "NeighbourIndex":
-        return NeighbourIndex(self.kind, self.rows, self.dim, self.serialized, ef_search)
+        return NeighbourIndex(self.kind, self.rows, self.dim, self.serialized, ef_search, self.path, self.size, self.sha256)
+
+    def to_file(self, path: Path | str) -> "NeighbourIndex":
+        """Write this in-memory index's bytes to `path` (atomically, durably) and return the
+        file-backed index that reads them (its pickle carries the path, size and sha256 only).
+
+        The bytes of a given bank are the same on every run, so a resumed run rewrites the same file.
+        """
+        if self.serialized is None:
+            raise NeighbourIndexError(f"{self.path}: the index is already file-backed")
+        from mertk.shards.io import write_bytes_atomic  # here: the CLI imports this module for its choices, not pyarrow
+
+        data = memoryview(np.ascontiguousarray(self.serialized))
+        write_bytes_atomic(path, data, durable=True)
+        return NeighbourIndex(
+            self.kind, self.rows, self.dim, None, self.ef_search, str(path), data.nbytes, hashlib.sha256(data).hexdigest()
+        )
 
     def search(self, queries_q_d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(similarity_q_k float32, bank row_q_k int64), best first; rows -1 where fewer than k were found."""
@@ -110,6 +140,53 @@ class NeighbourIndex:
             similarity_q_k = np.pad(similarity_q_k, ((0, 0), (0, pad)), constant_values=-np.inf)
             row_q_k = np.pad(row_q_k, ((0, 0), (0, pad)), constant_values=-1)
         return similarity_q_k.astype(np.float32, copy=False), row_q_k.astype(np.int64, copy=False)
+
+
+def _configured(index: Any, kind: str, ef_search: int | None) -> Any:
+    """A read faiss index made ready to search: efSearch for HNSW, the GPU for exact where there is one."""
+    if kind == "hnsw":
+        index.hnsw.efSearch = ef_search
+        return index  # faiss has no GPU HNSW
+    return _on_gpu(index)
+
+
+# File-backed indexes this process has mapped (most recent last): a process pool's task unpickles
+# its own NeighbourIndex each time, and the file is checked and mapped once per process, not per task.
+_mapped: OrderedDict[tuple, Any] = OrderedDict()
+
+
+def _mapped_index(index: NeighbourIndex) -> Any:
+    """The faiss index of a file-backed NeighbourIndex, memory-mapped read-only after checking the
+    file's size and sha256 (a missing or damaged file is a one-line RunError naming it)."""
+    key = (index.path, index.size, index.sha256, index.kind, index.ef_search)
+    if key in _mapped:
+        _mapped.move_to_end(key)
+        return _mapped[key]
+    from mertk.shards.io import file_sha256
+
+    path = Path(index.path)
+    try:
+        size = path.stat().st_size
+        digest = file_sha256(path) if size == index.size else None
+    except OSError as error:
+        raise RunError(
+            f"{path}: neighbour index file unreadable ({error.strerror or error}); the output folder must be on a path "
+            f"every worker sees; run the same command again to rewrite it"
+        ) from None
+    if size != index.size or digest != index.sha256:
+        raise RunError(
+            f"{path}: damaged neighbour index file ({size} bytes, expected {index.size} with the sha256 the run wrote); "
+            f"run the same command again to rewrite it"
+        )
+    faiss = _faiss()
+    try:
+        mapped = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError as error:
+        raise RunError(f"{path}: faiss cannot read the neighbour index file ({str(error).splitlines()[-1]})") from None
+    _mapped[key] = _configured(mapped, index.kind, index.ef_search)
+    while len(_mapped) > MAPPED_KEPT:
+        _mapped.popitem(last=False)
+    return _mapped[key]
 
 
 def _on_gpu(index: Any) -> Any:

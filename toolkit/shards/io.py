@@ -93,7 +93,7 @@ def write_shard(
     return file_sha256(path)
 
 
-def write_bytes_atomic(path: Path | str, data: bytes, durable: bool = True) -> None:
+def write_bytes_atomic(path: Path | str, data: bytes | memoryview, durable: bool = True) -> None:
     """Write any small file (manifest, state, report) with the same temporary-then-rename rule."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
