@@ -19,7 +19,7 @@ Stages, in order (the method is in mertk.migration, how it runs in mertk.executi
 Labelling and the target run on this machine or, with executor="ray", as Ray tasks
 (mertk.execution.ray_executor); the bytes are the same.
 Memory: O(classes x dim x bins) for the statistics plus one block of videos (plus the bank's
-neighbour index with a target).
+neighbour index with a target: on other workers, memory-mapped from OUT/avvp_target/_state/neighbours/).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from mertk.execution.prefetch import EarlyResults, RangePrefetch
 from mertk.execution.ray_executor import open_executor
 from mertk.execution.sharded import map_ordered, run_sharded
 from mertk.execution.warmup import warm_imports
-from mertk.migration.config import CACHE_FOLDER, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig, MigrationError, MigrationResult
+from mertk.migration.config import CACHE_FOLDER, NEIGHBOURS_FOLDER, OUTPUT_FOLDER, TARGET_FOLDER, MigrationConfig, MigrationError, MigrationResult
 from mertk.migration.evaluate import evaluate_splits, score_split, score_target, truth_and_baseline
 from mertk.migration.fit import fit_model, text_anchors_for
 from mertk.migration.generator import generated_shard, generator_labels, load_labeller
@@ -45,6 +45,7 @@ from mertk.migration.read import ReadPass, read_corpus
 from mertk.migration.target_corpus import (
     bank_labels,
     bank_unit_rows,
+    index_files,
     knn_context,
     knn_shard,
     list_target_videos,
@@ -161,25 +162,27 @@ def run_target(
         source, statistics, len(units) * NUM_SEGMENTS, bank_unit_rows(read, model, config.block_videos), labels,
         config.neighbour_index, config.neighbours, config.vote_threshold,
     )
-    manifest = run_sharded(
-        target_out,
-        load_schema(*SCHEMA),
-        units,
-        functools.partial(knn_shard, context),
-        command=command_line(),
-        parameters={**config.parameters(), "target_root": str(target_root)},
-        shard_size=config.shard_videos,
-        pre_rejections=listing_rejections + read_rejections,
-        workers=config.workers,
-        description="target: k-NN migration",
-        progress=progress,
-        executor=executor,
-        extra_versions=("faiss-cpu",),
-    )
-    summary: dict[str, Any] = {"videos": len(units), "rejected": manifest.inputs_rejected, "neighbours": neighbours}
-    summary.update(score_target(target_root, target_out, units))
-    manifest.summary = summary
-    manifest.write(target_out)
+    # shards run elsewhere (Ray, a process pool): workers memory-map the indexes from files
+    with index_files(context, target_out / NEIGHBOURS_FOLDER, shared=executor is not None or config.workers > 1) as context:
+        manifest = run_sharded(
+            target_out,
+            load_schema(*SCHEMA),
+            units,
+            functools.partial(knn_shard, context),
+            command=command_line(),
+            parameters={**config.parameters(), "target_root": str(target_root)},
+            shard_size=config.shard_videos,
+            pre_rejections=listing_rejections + read_rejections,
+            workers=config.workers,
+            description="target: k-NN migration",
+            progress=progress,
+            executor=executor,
+            extra_versions=("faiss-cpu",),
+        )
+        summary: dict[str, Any] = {"videos": len(units), "rejected": manifest.inputs_rejected, "neighbours": neighbours}
+        summary.update(score_target(target_root, target_out, units))
+        manifest.summary = summary
+        manifest.write(target_out)
     return summary
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 OUTPUT_FOLDER = "avvp_pseudo"  # OUT/avvp_pseudo/: the pseudo-label shards, manifest and report
 TARGET_FOLDER = "avvp_target"  # beside OUTPUT_FOLDER: a reader of one folder meets one schema
 CACHE_FOLDER = f"{STATE_DIR}/segments"  # inside each output folder, removed at the end of the run
+NEIGHBOURS_FOLDER = f"{STATE_DIR}/neighbours"  # inside the target's output folder: the index files workers map; removed at the end
 CALIBRATIONS = ("none", "val")  # label-free thresholds, or fitted on the val dense labels
 COMBINE_RULES = ("generator", "similarity", "mean")  # with a generator: its probability, today's score, or their mean
 

@@ -8,17 +8,23 @@ Stages over a target corpus (per-video `.npy` files or feature shards, mertk.cor
    own features (summed in block order, so the same whatever runs the blocks), its unusable
    videos, and the raw rows of a few evenly spaced videos (the recall sample);
 3. `neighbour_indexes`: the bank's unit rows per modality in a faiss index (mertk.migration.neighbours:
-   exact, or IVF tuned and measured on the sample);
+   exact, or HNSW tuned and measured on the sample); where the shards run in other processes
+   (`index_files`), each index is written once to a file beside the run's state and workers
+   memory-map it;
 4. `knn_shard`, the per-shard method: read the shard's videos, normalise, k nearest bank
    segments, similarity-weighted votes -> scores and hard labels, the shard's table.
 
-Memory of a worker: the bank index and one shard of videos, whatever the target's size.
+Memory of a worker: one shard of videos, plus the bank index's pages, mapped from its file and
+shared by every worker of a node, whatever the target's size.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +37,7 @@ from mertk.migration.embedding import ModalityStats, Normaliser
 from mertk.migration.label import pseudo_label_table, segment_similarity
 from mertk.migration.migrate import MigrationModel, label_from_similarity
 from mertk.migration.neighbours import (
+    INDEX_SUFFIX,
     RECALL_SAMPLE_QUERIES,
     NeighbourIndex,
     build_index,
@@ -229,7 +236,8 @@ def bank_unit_rows(read: ReadPass, model: MigrationModel, block_videos: int) -> 
 
 @dataclass(frozen=True)
 class KnnContext:
-    """Everything `knn_shard` needs; put once in the object store by the Ray executor."""
+    """Everything `knn_shard` needs; put once in the object store by the Ray executor (with
+    file-backed indexes, `index_files`: the index itself stays in its file)."""
 
     source: TargetSource
     normalisers: dict[str, Normaliser]  # the target's own centring and scaling
@@ -254,6 +262,31 @@ def knn_context(
     sample = {m: normalisers[m](statistics.sample[m]) for m in MODALITIES}
     indexes, summary = neighbour_indexes(bank_rows, bank_labels, sample, target_segments, requested_index, neighbours, vote_threshold)
     return KnnContext(source, normalisers, indexes, bank_labels, neighbours, vote_threshold), summary
+
+
+@contextlib.contextmanager
+def index_files(context: KnnContext, folder: Path | str, shared: bool = True) -> Iterator[KnnContext]:
+    """`context` as the processes running its shards should get it.
+
+    With `shared` (the shards run elsewhere: Ray workers, a process pool), each modality's index
+    is written to `folder/<modality>.faiss` (on the output path, which every node sees) and the
+    context given carries only the files' paths, sizes and hashes: every process memory-maps them,
+    so a node holds each index once, in its page cache. The files are removed when the block ends
+    (an interrupted run leaves them; the next run writes the same bytes again). Without `shared`,
+    `context` as it is.
+    """
+    if not shared:
+        yield context
+        return
+    folder = Path(folder)
+    file_backed = dataclasses.replace(
+        context, indexes={m: index.to_file(folder / f"{m}{INDEX_SUFFIX}") for m, index in context.indexes.items()}
+    )
+    del context  # the in-memory indexes are freed once the caller lets go of them too
+    try:
+        yield file_backed
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def knn_labels(context: KnnContext, arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
