@@ -9,15 +9,19 @@ videos (200,000: VGGSound scale, about 6 GB). What runs is what `migrate-labels 
 the target's statistics pass over every video, the faiss index per modality (HNSW tuned on a
 sample; exact for comparison), then k-NN labelling of the first --label-videos target videos with
 `--executor local` and with Ray (--workers), whose bytes must agree, and with exact neighbours on
-the first --exact-videos. Prints segments labelled per second, recall@10, the share of migrated
-labels the approximation changes, peak memory per worker, and the projected wall time for
-AudioSet (2M clips) on 1, 8 and 64 workers from the measured per-worker rate.
+the first --exact-videos. As in the real run, the Ray workers memory-map the indexes from files
+written beside the run's state (target_corpus.index_files); the local run keeps them in memory.
+Prints segments labelled per second, recall@10, the share of migrated labels the approximation
+changes, peak memory per worker with what of it is private (RssAnon) and what is the shared,
+file-backed index (its Rss and Pss in /proc/self/smaps), and the projected wall time for AudioSet
+(2M clips) on 1, 8 and 64 workers from the measured per-worker rate.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -32,10 +36,12 @@ from mertk.corpora.llp_feature_shards import ShardBlockReader
 from mertk.corpora.llp_features import feature_layout
 from mertk.execution.ray_executor import RayExecutor
 from mertk.execution.sharded import map_ordered, run_sharded
+from mertk.migration.config import NEIGHBOURS_FOLDER
 from mertk.migration.embedding import ModalityStats
-from mertk.migration.neighbours import build_index, tune_and_measure
+from mertk.migration.neighbours import INDEX_SUFFIX, build_index, tune_and_measure
 from mertk.migration.target_corpus import (
     KnnContext,
+    index_files,
     knn_shard,
     list_target_videos,
     merge_statistics,
@@ -60,11 +66,32 @@ def ensure(folder: Path, videos: int, seed: int) -> Path:
     return folder
 
 
-def peak_rss_bytes(_: int = 0) -> tuple[int, int]:
-    """(pid, peak resident bytes) of the worker that runs it; resident memory counts the pages of
-    Ray's object store the worker read (the index bytes, held once per node) in every worker."""
-    time.sleep(0.2)  # keeps each worker busy so that the probes spread over all of them
-    return os.getpid(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def memory_figures() -> dict[str, int]:
+    """This process's peak resident bytes (ru_maxrss) and, now, its resident bytes split by kind
+    (/proc/self/status: RssAnon private, RssFile file-backed, RssShmem shared memory such as Ray's
+    object store) and the resident and proportional (Pss: shared pages divided among the processes
+    mapping them) bytes of the mapped index files (/proc/self/smaps)."""
+    figures = {"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            figures[key] = int(value.split()[0]) * 1024
+    figures["index_rss"] = figures["index_pss"] = 0
+    in_index = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and len(fields) >= 5 and not fields[0].endswith(":"):  # a mapping's header
+            in_index = len(fields) >= 6 and fields[5].endswith(INDEX_SUFFIX)
+        elif in_index and fields[0] in ("Rss:", "Pss:"):
+            figures[f"index_{fields[0][:-1].lower()}"] += int(fields[1]) * 1024
+    return figures
+
+
+def measured_knn_shard(context: KnnContext, memory_dir: str, videos: list) -> object:
+    """knn_shard, then this worker's memory figures written to memory_dir/<pid>.json (the last shard's stay)."""
+    result = knn_shard(context, videos)
+    (Path(memory_dir) / f"{os.getpid()}.json").write_text(json.dumps(memory_figures()))
+    return result
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -163,25 +190,41 @@ def main() -> None:
 
     def run(name: str, kind: str, chosen, executor=None) -> float:
         context = KnnContext(source, normalisers, indexes[kind], bank_labels, NEIGHBOURS, VOTE_THRESHOLD)
+        process = functools.partial(knn_shard, context)
         started = time.perf_counter()
-        run_sharded(out / name, SCHEMA, chosen, functools.partial(knn_shard, context), command="bench", parameters={},
-                    shard_size=SHARD_VIDEOS, progress=False, executor=executor)
+        # what migrate-labels does: shards in other processes map the indexes from files beside the run's state
+        with index_files(context, out / name / NEIGHBOURS_FOLDER, shared=executor is not None) as context:
+            if executor is not None:
+                process = functools.partial(measured_knn_shard, context, str(memory_dir))
+            run_sharded(out / name, SCHEMA, chosen, process, command="bench", parameters={},
+                        shard_size=SHARD_VIDEOS, progress=False, executor=executor)
         seconds = time.perf_counter() - started
         rate = len(chosen) * NUM_SEGMENTS / seconds
         print(f"{name}: {len(chosen)} videos in {seconds:.1f} s = {rate:.0f} segments/s (each segment: audio and visual)", flush=True)
         return rate
 
+    memory_dir = out / "worker-memory"
+    memory_dir.mkdir(parents=True)
     local_rate = run("local-hnsw", "hnsw", labelled)
     local_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with RayExecutor(workers=args.workers) as executor:
-        started = time.perf_counter()
         ray_rate = run("ray-hnsw", "hnsw", labelled, executor)
-        peaks = dict(executor.map_ordered(peak_rss_bytes, list(range(8 * args.workers))))
-        index_bytes = sum(index.serialized.nbytes for index in indexes["hnsw"].values())
+    index_bytes = sum(index.serialized.nbytes for index in indexes["hnsw"].values())
+    gb = lambda value: f"{value / 2**30:.2f} GB"  # noqa: E731
+    workers = [json.loads(path.read_text()) for path in sorted(memory_dir.glob("*.json"))]
+    print(f"ray workers ({len(workers)} processes; HNSW index files {gb(index_bytes)}, memory-mapped by each):")
+    for figures in workers:
         print(
-            f"ray workers ({len(peaks)} processes): peak resident memory {', '.join(f'{p / 2**30:.2f} GB' for p in sorted(peaks.values()))} "
-            f"(of which the shared index bytes in the object store: {index_bytes / 2**30:.2f} GB)"
+            f"  peak resident {gb(figures['peak'])}; after its last shard resident {gb(figures['VmRSS'])} = "
+            f"private (RssAnon) {gb(figures['RssAnon'])} + file-backed (RssFile) {gb(figures['RssFile'])} "
+            f"+ shared memory (RssShmem, Ray's object store) {gb(figures['RssShmem'])}; "
+            f"of the file-backed, the index files {gb(figures['index_rss'])} (Pss {gb(figures['index_pss'])})"
         )
+    print(
+        f"  index pages counted once per node: Pss of the index files summed over the workers "
+        f"{gb(sum(f['index_pss'] for f in workers))} (files {gb(index_bytes)}); largest peak {gb(max(f['peak'] for f in workers))}, "
+        f"largest private {gb(max(f['RssAnon'] for f in workers))}"
+    )
     same = digest(out / "local-hnsw") == digest(out / "ray-hnsw")
     print(f"ray shards identical to local: {same}; local process peak (bank, indexes, statistics, labelling) {local_peak / 2**30:.2f} GB")
     exact_rate = run("local-exact", "exact", labelled[: args.exact_videos])
