@@ -1,10 +1,11 @@
 """The Ray executor: the same per-shard function, run by Ray tasks on a cluster (or a local Ray).
 
 `run_sharded(..., executor=RayExecutor(...))` hands it the pending shards. What a run shares (the
-per-shard function with its fitted model: anchors, thresholds, the neighbour bank and its index)
-is put once in Ray's object store; each task takes it from there (numpy arrays without a copy,
-kept per worker process for the next shard), labels one shard and writes that shard and its state
-file itself, durably, on the output path (which every node must see). The driver only collects
+per-shard function with its fitted model: anchors, thresholds, the neighbour bank's labels and
+the paths of its index files, which each worker memory-maps: mertk.migration.neighbours) is put
+once in Ray's object store; each task takes it from there (numpy arrays without a copy, kept per
+worker process for the next shard), labels one shard and writes that shard and its state file
+itself, durably, on the output path (which every node must see). The driver only collects
 the states and assembles the manifest, so the bytes are those of the local run for any number of
 workers. A task whose worker is lost is run again by Ray (`retries` times); past that, or after an
 interrupted driver, the same command resumes: shards with a matching state file are not redone.
