@@ -13,7 +13,7 @@ cosine = inner product). Its cost is bank rows x target rows x dim multiply-adds
   the run's target segments. That recall, and the share of migrated labels the approximation
   changes on the sample, go into the manifest. (An inverted-file index, IndexIVFFlat, needed a
   sixth of the bank scanned for the same recall on LLP-like features and was slower than exact
-  search's matrix products; HNSW at recall 0.95-0.97 is 1.8-2.7x faster than exact.)
+  search's matrix products; HNSW at recall 0.95-0.98 was 1.2-2.7x faster than exact over our benchmark runs, which the shared machine's load moves.)
 
 The label rule does not depend on the index: a class's score is the similarity-weighted share of
 the k neighbours carrying it (`transfer.knn_votes`). An index is built in memory (faiss' own
