@@ -66,7 +66,7 @@ def test_cli_end_to_end_and_the_evaluate_round_trip(unav_corpus, cache, tmp_path
     state, config = load_model_weights(run / "checkpoints" / "esg_net.safetensors", model=MODEL_NAME)
     EsgNet(EsgNetConfig(**config)).load_state_dict(state)
     page = (run / "_report.html").read_text()
-    assert page.count("<img") >= 4 and "Per-class AP" in page
+    assert page.count("<img") >= 4 and "Per-class AP" in page and "ESI gates" in page
 
 
 def test_same_seed_same_predictions_and_resume_after_an_interrupt(unav_corpus, cache, tmp_path):
