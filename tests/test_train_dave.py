@@ -54,6 +54,8 @@ def test_cli_end_to_end_and_the_evaluate_round_trip(unav_corpus, cache, tmp_path
     assert sorted(r["reason"].split(" (")[0] for r in metrics["rejections"]) == ["1 non-finite values", "missing feature file", "truncated or not a .npy array"]
     assert list(metrics["test"]["map"]) == [f"0.{k}" for k in range(1, 10)] and len(metrics["history"]) == 2
     assert set(metrics["gate_weights"]) == {"layer_1"} and sum(metrics["gate_weights"]["layer_1"].values()) == pytest.approx(1, abs=1e-3)
+    assert list(metrics["esi_gates"]) == [f"stage_{level}" for level in range(1, 6)] and all(set(g) == {"reads_visual", "reads_audio", "guidance"} for g in metrics["esi_gates"].values())
+    assert any(value != 0 for gates in metrics["esi_gates"].values() for value in gates.values())  # training moved them off 0
     assert 0 <= metrics["throughput"]["data_wait_share"] < 1
     reports = validate_paths([run])
     assert reports and all(report.ok for report in reports), [str(f) for r in reports for f in r.findings]
@@ -64,7 +66,7 @@ def test_cli_end_to_end_and_the_evaluate_round_trip(unav_corpus, cache, tmp_path
     state, config = load_model_weights(run / "checkpoints" / "esg_net.safetensors", model=MODEL_NAME)
     EsgNet(EsgNetConfig(**config)).load_state_dict(state)
     page = (run / "_report.html").read_text()
-    assert page.count("<img") >= 4 and "Per-class AP" in page
+    assert page.count("<img") >= 4 and "Per-class AP" in page and "ESI gates" in page
 
 
 def test_same_seed_same_predictions_and_resume_after_an_interrupt(unav_corpus, cache, tmp_path):
@@ -90,7 +92,7 @@ def test_same_seed_same_predictions_and_resume_after_an_interrupt(unav_corpus, c
 
 def test_the_baseline_ablation_has_no_esi_losses_and_no_gates(unav_corpus, cache, tmp_path):
     metrics = train_dave(tiny(unav_corpus, tmp_path / "base", cache, esi=False, mode=False, epochs=1))
-    assert metrics["variant"] == "baseline" and metrics["gate_weights"] == {}
+    assert metrics["variant"] == "baseline" and metrics["gate_weights"] == {} and metrics["esi_gates"] == {}
     rows = pq.read_table(tmp_path / "base" / "predictions.parquet").to_pylist()
     assert rows and all(0 <= r["start"] <= r["end"] and 0 <= r["score"] <= 1 for r in rows)
     assert len({r["video_id"] for r in rows}) <= 3 and max(np.unique([r["video_id"] for r in rows], return_counts=True)[1]) <= 100
@@ -103,6 +105,31 @@ def test_unusable_corpus_and_resume_with_other_options_are_one_line(unav_corpus,
     train_dave(tiny(unav_corpus, run, cache, epochs=1))
     result = invoke_mertk("train", "dave", "--unav", str(unav_corpus), "--out", str(run), "--cache-dir", str(cache), *TINY_CLI, "--lr", "0.5")
     assert result.exit_code == 2 and "other parameters" in result.output
+
+
+def test_closed_esi_gates_leave_the_network_without_esi_and_still_learn():
+    torch.manual_seed(0)
+    config = dict(visual_dim=12, audio_dim=6, num_classes=5, d_model=16, heads=2, levels=3, mode_layers=1, regression_ranges=[[0, 4], [4, 8], [8, 10_000]])
+    with_esi, without_esi = EsgNet(EsgNetConfig(**config, esi=True)), EsgNet(EsgNetConfig(**config, esi=False))
+    missing, unexpected = without_esi.load_state_dict(with_esi.state_dict(), strict=False)
+    assert not missing and any(name.startswith("fused_reads_visual") for name in unexpected)
+    visual, audio = torch.randn(2, 12, 12), torch.randn(2, 12, 6)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    with_esi.eval(), without_esi.eval()
+    gated, plain = with_esi(visual, audio, mask), without_esi(visual, audio, mask)
+    for a, b in zip(gated.class_logits + gated.offsets, plain.class_logits + plain.offsets):
+        torch.testing.assert_close(a, b)
+    assert len(gated.video_logits) == 3 and not plain.video_logits
+    # the gates start closed but receive gradient, so training can open them
+    with_esi.train()
+    output = with_esi(visual, audio, mask)
+    (torch.cat(output.class_logits, 1).sum() + torch.stack(output.video_logits).sum()).backward()
+    assert with_esi.guidance_gates.grad.abs().sum() > 0
+    assert all(layer.branch_gate.grad.abs().sum() > 0 for layer in (*with_esi.fused_reads_visual, *with_esi.fused_reads_audio))
+    with_esi.guidance_gates.data.fill_(1.0)  # an open gate changes what the heads read
+    with_esi.eval()
+    assert not torch.allclose(with_esi(visual, audio, mask).class_logits[0], gated.class_logits[0])
 
 
 def test_point_targets_take_the_shortest_event_within_the_stage_range():

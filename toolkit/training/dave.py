@@ -267,6 +267,7 @@ def _train_dave(config: DaveTrainConfig, after_step: Callable[[int], None] | Non
         "best_epoch": loop.best_epoch,
         "history": loop.history,
         "gate_weights": _gate_report(test_prediction),
+        "esi_gates": model.esi_gate_values(),
         "videos": {"train": int(len(train_rows)), "val": int(len(val_rows)), "test": int(len(test_rows)), "rejected": len(packed.rejections)},
         "rejections": [{"video": r.input, "reason": r.reason, "file": r.file} for r in packed.rejections],
         "feature_alignment": packed.alignments,

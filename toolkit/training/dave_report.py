@@ -83,6 +83,10 @@ def write_dave_report(run: Path | str, unav: Path | str, videos: int = TIMELINE_
         experts = list(next(iter(metrics["gate_weights"].values())))
         sections.append("<h2>MoDE gate weights (mean over test steps)</h2>")
         sections.append(table(["layer", *experts], [[layer, *weights.values()] for layer, weights in metrics["gate_weights"].items()]))
+    if metrics.get("esi_gates"):
+        branches = list(next(iter(metrics["esi_gates"].values())))
+        sections.append("<h2>ESI gates (learned scale of each branch; 0 = closed, as at the start)</h2>")
+        sections.append(table(["stage", *branches], [[stage, *gates.values()] for stage, gates in metrics["esi_gates"].items()]))
     if metrics.get("rejections"):
         sections.append("<h2>Rejected videos</h2>")
         sections.append(table(["video", "reason", "file"], [[r["video"], r["reason"], r["file"]] for r in metrics["rejections"]]))
