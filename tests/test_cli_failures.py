@@ -90,6 +90,12 @@ def test_each_kind_of_failure_has_its_status(error, status, words):
     assert code == status and words in message
 
 
+def test_a_message_keeps_its_closing_quote_and_a_key_shows_without_its_repr_quotes():
+    assert describe(ValueError("pred.tsv: row 0: unknown class 'Bagpipes'")) == ("pred.tsv: row 0: unknown class 'Bagpipes'", 2)
+    assert describe(KeyError("no column 'onset' in sheet.csv")) == ("no column 'onset' in sheet.csv", 2)
+    assert describe(KeyError("video_id")) == ("video_id", 2)
+
+
 def test_progress_is_visible_when_piped():
     script = (
         "from mertk.console import progress_bar\n"

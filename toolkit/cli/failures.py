@@ -35,8 +35,10 @@ def describe(error: BaseException) -> tuple[str, int]:
     if isinstance(error, OSError):
         where = f"{error.filename}: " if error.filename else ""
         return f"{where}{error.strerror or error}", 1
-    if isinstance(error, (ValueError, KeyError, LookupError)):
-        return str(error).strip("'\""), 2
+    if isinstance(error, KeyError):  # str() of a KeyError is the repr of its key: show the key's own text
+        return str(error.args[0]) if error.args else "missing key", 2
+    if isinstance(error, (ValueError, LookupError)):
+        return str(error), 2
     return f"unexpected {type(error).__name__}: {error} (run again with `mertk --debug ...` for the traceback)", 1
 
 
