@@ -6,6 +6,7 @@ skip, saying why.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -40,26 +41,39 @@ def shared_data():
 
 
 class CliOutcome:
-    """Exit status and output of a `mertk` command run in process, as `mertk` itself reports it."""
+    """Exit status and output of a `mertk` command run in process, as `mertk` itself reports it:
+    `output` is everything printed, in order; `stdout` and `stderr` each stream alone."""
 
-    def __init__(self, exit_code: int, output: str):
-        self.exit_code, self.output = exit_code, output
+    def __init__(self, exit_code: int, output: str, stdout: str = "", stderr: str = ""):
+        self.exit_code, self.output, self.stdout, self.stderr = exit_code, output, stdout, stderr
+
+
+class _Tee(io.StringIO):
+    """A text stream that keeps what it is given and passes it on to `both` (everything printed, in order)."""
+
+    def __init__(self, both: io.StringIO):
+        super().__init__()
+        self.both = both
+
+    def write(self, text: str) -> int:
+        self.both.write(text)
+        return super().write(text)
 
 
 def invoke_mertk(*args: str) -> CliOutcome:
     """Run `mertk ARGS` in process through the CLI's own failure handler (mertk.cli.failures.run_cli):
     the exit status and every line printed, as a user sees them."""
     import contextlib
-    import io
     import sys
 
     from mertk.cli.app import app
     from mertk.cli.failures import run_cli
 
     printed, argv = io.StringIO(), sys.argv
+    out, err = _Tee(printed), _Tee(printed)
     sys.argv = ["mertk", *map(str, args)]
     try:
-        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 run_cli(app)
                 status = 0
@@ -67,4 +81,4 @@ def invoke_mertk(*args: str) -> CliOutcome:
                 status = int(stopped.code or 0)
     finally:
         sys.argv = argv
-    return CliOutcome(status, printed.getvalue())
+    return CliOutcome(status, printed.getvalue(), out.getvalue(), err.getvalue())

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from conftest import invoke_mertk
 from mertk.cli.app import app
 from mertk.cli.failures import describe
 from mertk.sample_data import casme3
@@ -108,7 +109,7 @@ def test_cross_corpus_and_casme3_protocols(built, tmp_path):
     assert set(metrics["per_dataset"]) == {"casme2"} and len(metrics["folds"]) == 1
     metrics = _train(built, tmp_path / "c3", "--protocol", "casme3-4class")
     assert set(metrics["per_dataset"]) == {"casme3"} and metrics["classes"] == ["negative", "positive", "surprise", "others"]
-    result = CliRunner().invoke(app, ["train", "mer", str(built), "--out", str(tmp_path / "bad"), "--protocol", "3class", "--train-on", "samm"])
+    result = invoke_mertk("train", "mer", str(built), "--out", str(tmp_path / "bad"), "--protocol", "3class", "--train-on", "samm")
     assert result.exit_code == 2 and "--train-on and --test-on" in result.output
 
 

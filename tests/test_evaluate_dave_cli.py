@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import invoke_mertk
 from mertk.cli.app import app
 from mertk.shards.io import write_shard
 from mertk.shards.schema import load_schema
@@ -64,14 +65,14 @@ def test_json_and_shards_agree_and_match_hand_figures(annotations, tmp_path):
 def test_bad_predictions_are_one_line_with_exit_2(annotations, tmp_path, content, message):
     pred = tmp_path / "pred.json"
     pred.write_text(content)
-    result = runner.invoke(app, ["evaluate", "dave", str(pred), "--unav", str(annotations), "--split", "test"])
+    result = invoke_mertk("evaluate", "dave", str(pred), "--unav", str(annotations), "--split", "test")
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
 def test_unknown_split_and_missing_annotations(annotations, tmp_path):
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps({"database": {}}))
-    result = runner.invoke(app, ["evaluate", "dave", str(pred), "--unav", str(annotations), "--split", "dev"])
+    result = invoke_mertk("evaluate", "dave", str(pred), "--unav", str(annotations), "--split", "dev")
     assert result.exit_code == 2 and "unknown split 'dev'" in result.output
-    result = runner.invoke(app, ["evaluate", "dave", str(pred), "--unav", str(tmp_path / "none"), "--split", "test"])
+    result = invoke_mertk("evaluate", "dave", str(pred), "--unav", str(tmp_path / "none"), "--split", "test")
     assert result.exit_code == 2 and "no unav100_annotations.json" in result.output

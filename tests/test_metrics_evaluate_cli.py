@@ -7,27 +7,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from mertk.cli.app import app
 from mertk.corpora.llp_annotations import LLP_CLASSES, NUM_CLASSES, read_split_dense_labels
 from mertk.metrics.avvp import METRIC_KEYS, matrices_to_rows
 from mertk.metrics.avvp_evaluation import evaluate_avvp_predictions
 from mertk.shards.io import write_shard
 from mertk.shards.manifest import write_single_output_manifest
 from mertk.shards.schema import load_schema
-from conftest import shared_data_folder
+from conftest import shared_data_folder, invoke_mertk
 
 LLP = shared_data_folder("llp") or Path("../shared/data/llp")
 needs_llp = pytest.mark.skipif(
     not (LLP / "AVVP_eval_audio.csv").is_file(), reason="needs the real LLP files in ../shared/data/llp (absent in a fresh clone)"
 )
 
-runner = CliRunner()
-
 
 def run(*args: str):
-    return runner.invoke(app, list(args))
+    return invoke_mertk(*args)
 
 
 def ground_truth_rows(split: str) -> list[dict]:

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mertk.au.facs import AU_TABLE, SIDES, region_box, rigid_reference_box
+from conftest import invoke_mertk
 from mertk.cli.app import app
 from mertk.corpora.casme2 import read_casme2
 from mertk.corpora.casme3 import SHEET_NAME as CASME3_SHEET
@@ -202,6 +203,6 @@ def test_cli_writes_a_corpus_and_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     for corpus in ("samm", "smic", "casme3", "mmew", "megc2019"):
-        result = runner.invoke(app, ["sample-data", corpus, "--out", str(tmp_path / "mine")])
+        result = invoke_mertk("sample-data", corpus, "--out", str(tmp_path / "mine"))
         assert result.exit_code == 2 and "not a generated sample corpus" in " ".join(result.output.split()), corpus
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

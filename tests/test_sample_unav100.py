@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import invoke_mertk
 from mertk.cli.app import app
 from mertk.corpora.llp_features import FeatureFileError
 from mertk.corpora.unav100 import feature_path, feature_steps, read_unav_annotations, read_unav_features, step_centres_seconds
@@ -91,7 +92,7 @@ def test_refuses_a_folder_it_did_not_write_and_replaces_its_own(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    result = runner.invoke(app, ["sample-data", "unav100", "--out", str(foreign), "--train", "2", "--val", "1", "--test", "1"])
+    result = invoke_mertk("sample-data", "unav100", "--out", str(foreign), "--train", "2", "--val", "1", "--test", "1")
     assert result.exit_code == 2 and "not empty" in result.output and "Traceback" not in result.output
     assert (foreign / "notes.txt").read_text() == "mine"
     own = tmp_path / "own"

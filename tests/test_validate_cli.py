@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from conftest import invoke_mertk
 from mertk.cli.app import app
 from mertk.shards.io import write_shard
 from mertk.execution.sharded import run_sharded
@@ -181,7 +182,7 @@ def test_file_without_schema_metadata_and_unknown_version(tmp_path: Path):
 
 
 def test_path_that_does_not_exist_exits_2(tmp_path: Path):
-    result = runner.invoke(app, ["validate", str(tmp_path / "nowhere")])
+    result = invoke_mertk("validate", str(tmp_path / "nowhere"))
     assert result.exit_code == 2
     assert "no such file or directory" in result.output
 

@@ -8,17 +8,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mertk.console import console
+from mertk.console import console, stdout
 from mertk.cli import evaluate_dave
 
 evaluate_app = typer.Typer(
     help="Compute the field's metrics: the ten AVVP numbers on LLP val/test, UF1/UAR for MER.",
     no_args_is_help=True,
 )
-
-
-def _stdout_console():
-    return console.__class__()  # same settings, stdout
 
 
 @evaluate_app.command("avvp")
@@ -37,13 +33,9 @@ def evaluate_avvp(
     Every video of the split counts; a video without prediction rows predicts nothing.
     Exit status 2 when PRED or the LLP folder cannot be read.
     """
-    from mertk.metrics.avvp_evaluation import AvvpEvaluationError, evaluate_avvp_predictions
+    from mertk.metrics.avvp_evaluation import evaluate_avvp_predictions
 
-    try:
-        evaluation = evaluate_avvp_predictions(pred, llp, split)
-    except AvvpEvaluationError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    evaluation = evaluate_avvp_predictions(pred, llp, split)  # bad input: one line and exit 2 (mertk.cli.failures)
     for warning in evaluation.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if as_json:
@@ -56,7 +48,7 @@ def evaluate_avvp(
         table.add_column(header, justify="right")
     for level, figures in (("segment", scores.segment), ("event", scores.event)):
         table.add_row(level, *(f"{figures[key]:.2f}" for key in ("audio", "visual", "audio_visual", "type", "event")))
-    _stdout_console().print(table)
+    stdout.print(table)
 
 
 @evaluate_app.command("mer")
@@ -71,14 +63,10 @@ def evaluate_mer(
 
     Exit status 2 when PRED cannot be read or holds a class outside the protocol.
     """
-    from mertk.metrics.mer import MerEvaluationError, evaluate_mer_predictions
+    from mertk.metrics.mer import evaluate_mer_predictions
 
     class_list = [name.strip() for name in classes.split(",") if name.strip()] if classes else None
-    try:
-        result = evaluate_mer_predictions(pred, classes=class_list, protocol=protocol, skip_absent=skip_absent)
-    except MerEvaluationError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    result = evaluate_mer_predictions(pred, classes=class_list, protocol=protocol, skip_absent=skip_absent)
     if result["absent_classes"]:
         console.print(
             f"[yellow]warning:[/yellow] no true and no predicted sample for {', '.join(result['absent_classes'])}: "
@@ -88,7 +76,7 @@ def evaluate_mer(
     if as_json:
         typer.echo(json.dumps(result))
         return
-    out = _stdout_console()
+    out = stdout
     table = Table(title=f"MER ({result['samples']} samples, {result['subjects']} subjects, classes {', '.join(result['classes'])})")
     for header in ("set", "samples", "UF1", "UAR"):
         table.add_column(header, justify="right" if header != "set" else "left")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from mertk.console import console
+from mertk.console import console, stdout
 
 
 def evaluate_dave(
@@ -20,13 +20,9 @@ def evaluate_dave(
 
     Exit status 2 when PRED or the annotation file cannot be read.
     """
-    from mertk.metrics.dave_evaluation import DaveEvaluationError, evaluate_dave_predictions
+    from mertk.metrics.dave_evaluation import evaluate_dave_predictions
 
-    try:
-        evaluation = evaluate_dave_predictions(pred, unav, split)
-    except DaveEvaluationError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    evaluation = evaluate_dave_predictions(pred, unav, split)  # bad input: one line and exit 2 (mertk.cli.failures)
     for warning in evaluation.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     figures = evaluation.to_dict()
@@ -38,7 +34,7 @@ def evaluate_dave(
         table.add_column(f"@{threshold}", justify="right")
     table.add_column("avg", justify="right")
     table.add_row(*(f"{value:.2f}" for value in figures["map"].values()), f"{figures['average_map']:.2f}")
-    console.__class__().print(table)
+    stdout.print(table)
 
 
 def register(evaluate_app: typer.Typer) -> None:

@@ -28,17 +28,11 @@ def make_command(corpus: str, load: Callable[[], tuple[dict, Callable]], scales_
         frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip, onset to offset."),
         workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering subjects in parallel (same bytes for any value)."),
     ) -> None:
-        from mertk.sample_data.folder import SampleDataError
-
         scales, generate = load()
         overrides = {"seed": seed, "subjects": subjects, "samples_per_subject": samples_per_subject, "width": width, "height": height, "frames": frames}
-        try:
-            config = replace(scales["default"], **{k: v for k, v in overrides.items() if v is not None})
-            with progress_bar(config.sample_count, f"{corpus} samples") as advance:
-                summary = generate(out, config, progress=advance, workers=workers)
-        except SampleDataError as error:
-            console.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(2)
+        config = replace(scales["default"], **{k: v for k, v in overrides.items() if v is not None})
+        with progress_bar(config.sample_count, f"{corpus} samples") as advance:
+            summary = generate(out, config, progress=advance, workers=workers)
         emotions = ", ".join(f"{name} {count}" for name, count in summary.emotions.items())
         console.print(
             f"wrote {summary.out_dir}: {summary.subjects} subjects, {summary.samples} samples, {summary.frames} frames "

@@ -23,13 +23,9 @@ def sample_unav100(
 
     Example: `mertk sample-data unav100 --out sample_data/unav100` (160 train, 40 val, 40 test videos, about 260 MB).
     """
-    from mertk.sample_data.unav100 import SampleUnavError, make_sample_unav100
+    from mertk.sample_data.unav100 import make_sample_unav100
 
-    try:
-        summary = make_sample_unav100(out, seed=seed, train=train, val=val, test=test, source=source)
-    except SampleUnavError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    summary = make_sample_unav100(out, seed=seed, train=train, val=val, test=test, source=source)
     counts = ", ".join(f"{n} {split}" for split, n in summary.videos.items())
     console.print(f"wrote {summary.out}: {counts} videos, {summary.feature_files} feature files ({len(summary.defects)} planted broken videos)", highlight=False)
 

@@ -10,6 +10,7 @@ from typing import Callable, Optional, Sequence
 
 import typer
 
+from mertk.errors import InputError
 from mertk.console import console
 from mertk.cli import train_dave, train_generator
 from mertk.corpora.llp_features import FEATURE_SETS
@@ -109,8 +110,7 @@ def mer(
 
     train_on_names, test_on_names = name_list(train_on), name_list(test_on)
     if bool(train_on_names) != bool(test_on_names) or set(train_on_names) & set(test_on_names):
-        console.print("[red]error:[/red] the cross-corpus protocol needs --train-on and --test-on, naming different datasets", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        raise InputError("the cross-corpus protocol needs --train-on and --test-on, naming different datasets")
     config = MerTrainConfig(
         unimer_dir=unimer_dir, out=out, protocol=protocol, experts=[e.strip() for e in experts.split(",") if e.strip()],
         test_inputs=test_inputs, align_weight=align_weight, final=final, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -8,7 +8,8 @@ from typing import List
 import typer
 from rich.table import Table
 
-from mertk.console import console, stdout
+from mertk.errors import InputError
+from mertk.console import stdout
 
 
 def validate(
@@ -24,8 +25,7 @@ def validate(
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        console.print(f"[red]error:[/red] no such file or directory: {', '.join(missing)}")
-        raise typer.Exit(2)
+        raise InputError(f"no such file or directory: {', '.join(missing)}")
     reports = validate_paths(paths)
     ok = all(r.ok for r in reports)
     if as_json:
